@@ -1,0 +1,127 @@
+"""The one contract of the bus: every key, stream and command with its message type.
+
+No other file spells a Redis name (STYLE habit 1). Names come from one grammar,
+`{prefix}:{kind}:{name}`, built by `bus.names`; the prefix comes from BUS_PREFIX so two
+stations (or two test runs) can share one Redis.
+
+Writers: each key and stream names the one service that writes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import TypeAdapter
+
+from bus import messages as m
+
+T = TypeVar("T")
+Req = TypeVar("Req", bound=m.Message)
+Rep = TypeVar("Rep", bound=m.Message)
+
+
+@dataclass(frozen=True)
+class KeySpec(Generic[T]):
+    """A latest-value key. `pattern` may hold `{param}` fields filled by `format()`."""
+
+    pattern: str
+    model: type[T]
+    writer: str
+    doc: str
+    ttl_s: float | None = None
+
+    def format(self, **params: Any) -> str:
+        return self.pattern.format(**params)
+
+
+@dataclass(frozen=True)
+class StreamSpec(Generic[T]):
+    """An ordered event stream, trimmed to about `maxlen` entries."""
+
+    name: str
+    adapter: TypeAdapter[T]
+    writer: str
+    doc: str
+    maxlen: int = 10_000
+
+
+@dataclass(frozen=True)
+class CommandSpec(Generic[Req, Rep]):
+    """A request/reply command served by one service through a consumer group."""
+
+    name: str
+    request: type[Req]
+    reply: type[Rep]
+    server: str
+    doc: str
+    timeout_s: float = 5.0
+
+
+# ---- keys -----------------------------------------------------------------------------
+
+HEARTBEAT = KeySpec(
+    "heartbeat:{service}", m.Heartbeat, "each service",
+    "Alive marker; expires after the TTL the service sets (chargepoint reads it).",
+)
+METER = KeySpec(
+    "meter:{meter}", m.MeterReading, "counters",
+    "Latest reading of a meter ('connector<N>' or 'station'); stale after 3 poll periods.",
+)
+CONNECTOR = KeySpec(
+    "connector:{connector_id}", m.ConnectorState, "smartw",
+    "Latest state of connector N.",
+)
+STATION = KeySpec("station", m.StationState, "smartw", "Station-wide state (connector 0).")
+OCPP_LINK = KeySpec("ocpp:link", m.OcppLink, "ocpp16", "CSMS connection and registration state.")
+OCPP_TRANSACTION = KeySpec(
+    "ocpp:transaction:{connector_id}", m.OcppTransaction, "ocpp16",
+    "OCPP transaction running on connector N; deleted when it ends.",
+)
+
+# ---- streams --------------------------------------------------------------------------
+
+CARDS = StreamSpec(
+    "events:cards", TypeAdapter(m.CardPresented), "rfid",
+    "Every card presentation (one entry per presentation, repeats filtered).",
+    maxlen=1_000,
+)
+SESSIONS = StreamSpec(
+    "events:sessions", TypeAdapter(m.SessionEvent), "smartw",
+    "Session start/stop; ocpp16 turns them into transaction messages.",
+)
+CONNECTOR_CHANGES = StreamSpec(
+    "events:connectors", TypeAdapter(m.ConnectorState), "smartw",
+    "Every change of a connector's state (status, power, energy): the HMI's live feed.",
+)
+AUTH_RESULTS = StreamSpec(
+    "events:auth", TypeAdapter(m.AuthResult), "smartw",
+    "Outcome of each card presented, for the HMI.",
+    maxlen=1_000,
+)
+
+# ---- commands -------------------------------------------------------------------------
+
+START = CommandSpec(
+    "smartw.start", m.StartRequest, m.CommandResult, "smartw",
+    "Start a session on a connector (HMI button, card, RemoteStartTransaction).",
+)
+STOP = CommandSpec(
+    "smartw.stop", m.StopRequest, m.CommandResult, "smartw",
+    "Stop the session on a connector (HMI button, card, RemoteStopTransaction).",
+)
+AUTHORIZE = CommandSpec(
+    "ocpp16.authorize", m.AuthorizeRequest, m.AuthorizeReply, "ocpp16",
+    "Authorize an idTag with the CSMS (or the offline rules).",
+    timeout_s=10.0,
+)
+SIM = CommandSpec(
+    "sim.control", m.SimAction, m.CommandResult, "sim",
+    "Drive the simulator: plug/unplug an EV, present a card, press e-stop.",
+)
+
+ALL_KEYS: tuple[KeySpec[Any], ...] = (
+    HEARTBEAT, METER, CONNECTOR, STATION, OCPP_LINK, OCPP_TRANSACTION,
+)
+ALL_STREAMS: tuple[StreamSpec[Any], ...] = (CARDS, SESSIONS, CONNECTOR_CHANGES, AUTH_RESULTS)
+ALL_COMMANDS: tuple[CommandSpec[Any, Any], ...] = (START, STOP, AUTHORIZE, SIM)

@@ -1,0 +1,94 @@
+"""Closed vocabularies shared by every service.
+
+Each enum's value is the wire string (OCPP 1.6 spelling where OCPP has one), so a value
+read from the bus can be sent to the CSMS or shown by the HMI without a translation table.
+"""
+
+from enum import StrEnum
+
+
+class ConnectorStatus(StrEnum):
+    """OCPP 1.6 ChargePointStatus (§7.7); connector 0 uses only Available/Unavailable/Faulted."""
+
+    AVAILABLE = "Available"
+    PREPARING = "Preparing"
+    CHARGING = "Charging"
+    SUSPENDED_EVSE = "SuspendedEVSE"
+    SUSPENDED_EV = "SuspendedEV"
+    FINISHING = "Finishing"
+    RESERVED = "Reserved"
+    UNAVAILABLE = "Unavailable"
+    FAULTED = "Faulted"
+
+
+class ConnectorErrorCode(StrEnum):
+    """OCPP 1.6 ChargePointErrorCode (§7.6)."""
+
+    CONNECTOR_LOCK_FAILURE = "ConnectorLockFailure"
+    EV_COMMUNICATION_ERROR = "EVCommunicationError"
+    GROUND_FAILURE = "GroundFailure"
+    HIGH_TEMPERATURE = "HighTemperature"
+    INTERNAL_ERROR = "InternalError"
+    LOCAL_LIST_CONFLICT = "LocalListConflict"
+    NO_ERROR = "NoError"
+    OTHER_ERROR = "OtherError"
+    OVER_CURRENT_FAILURE = "OverCurrentFailure"
+    OVER_VOLTAGE = "OverVoltage"
+    POWER_METER_FAILURE = "PowerMeterFailure"
+    POWER_SWITCH_FAILURE = "PowerSwitchFailure"
+    READER_FAILURE = "ReaderFailure"
+    RESET_FAILURE = "ResetFailure"
+    UNDER_VOLTAGE = "UnderVoltage"
+    WEAK_SIGNAL = "WeakSignal"
+
+
+class StopReason(StrEnum):
+    """OCPP 1.6 Reason (§7.41): why a charging session ended."""
+
+    EMERGENCY_STOP = "EmergencyStop"
+    EV_DISCONNECTED = "EVDisconnected"
+    HARD_RESET = "HardReset"
+    LOCAL = "Local"
+    OTHER = "Other"
+    POWER_LOSS = "PowerLoss"
+    REBOOT = "Reboot"
+    REMOTE = "Remote"
+    SOFT_RESET = "SoftReset"
+    UNLOCK_COMMAND = "UnlockCommand"
+    DE_AUTHORIZED = "DeAuthorized"
+
+
+class AuthorizationStatus(StrEnum):
+    """OCPP 1.6 AuthorizationStatus (§7.2)."""
+
+    ACCEPTED = "Accepted"
+    BLOCKED = "Blocked"
+    EXPIRED = "Expired"
+    INVALID = "Invalid"
+    CONCURRENT_TX = "ConcurrentTx"
+
+
+class Standard(StrEnum):
+    """Connector standard; decides the session phases the controller follows."""
+
+    CCS = "CCS"
+    CHADEMO = "CHAdeMO"
+    GBT = "GBT"
+    TYPE2 = "Type2"
+
+
+class StartSource(StrEnum):
+    """Who asked to start a session: decides whether a card is still needed."""
+
+    HMI = "hmi"
+    RFID = "rfid"
+    REMOTE = "remote"
+
+
+class ReplyError(StrEnum):
+    """Closed set of reasons a request/reply failed; never free text (STYLE habit 2)."""
+
+    TIMEOUT = "Timeout"
+    NOT_READY = "NotReady"
+    HANDLER_ERROR = "HandlerError"
+    VALIDATION_FAILED = "ValidationFailed"

@@ -1,0 +1,205 @@
+"""Typed payloads carried by the bus: one module, one model per message (STYLE habit 4).
+
+Each field says its meaning and unit. Models are frozen so a snapshot read from Redis
+cannot be mutated by accident; services build a new one with `model_copy(update=...)`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bus.enums import (
+    AuthorizationStatus,
+    ConnectorErrorCode,
+    ConnectorStatus,
+    Standard,
+    StartSource,
+    StopReason,
+)
+
+
+def utcnow() -> datetime:
+    """Aware UTC timestamp: every time on the bus is UTC (OCPP wants `Z` times)."""
+    return datetime.now(UTC)
+
+
+class Message(BaseModel):
+    """Base of every bus payload: frozen, unknown fields rejected so typos fail loudly."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# ---- state (keys) -------------------------------------------------------------------
+
+
+class Heartbeat(Message):
+    """A service is alive; the key expires when the service stops refreshing it."""
+
+    service: str
+    pid: int = Field(description="OS process id, so chargepoint can tell an old child's beat")
+    at: datetime = Field(default_factory=utcnow)
+
+
+class MeterReading(Message):
+    """Latest reading of one energy meter (counters writes it every poll)."""
+
+    meter: str = Field(description="meter name: 'connector<N>' or 'station'")
+    energy_wh: float = Field(ge=0, description="import register, Wh, monotonic")
+    power_w: float = Field(description="total active power, W (negative = export)")
+    voltage_v: float | None = Field(default=None, description="L1-N or DC voltage, V")
+    current_a: float | None = Field(default=None, description="L1 or DC current, A")
+    at: datetime = Field(default_factory=utcnow)
+
+
+class ConnectorState(Message):
+    """One connector as smartw sees it; the HMI, ocpp16 and `status --json` read it."""
+
+    connector_id: int = Field(ge=1)
+    standard: Standard
+    status: ConnectorStatus
+    error_code: ConnectorErrorCode = ConnectorErrorCode.NO_ERROR
+    info: str = Field(default="", description="short UI text key, e.g. 'estop', 'awaiting_card'")
+    plugged: bool = False
+    contactor_closed: bool = False
+    awaiting_card: bool = Field(default=False, description="a start was asked, a card is needed")
+    power_w: float = Field(default=0.0, description="present power from the meter, W")
+    meter_wh: float = Field(default=0.0, description="meter register, Wh")
+    session_energy_wh: float = Field(default=0.0, description="energy of the running session, Wh")
+    soc: float | None = Field(default=None, ge=0, le=100, description="EV state of charge, %")
+    target_soc: float | None = Field(default=None, ge=0, le=100, description="EV target SoC, %")
+    session_id: str | None = Field(default=None, description="smartw's id of the running session")
+    id_tag: str | None = None
+    session_started_at: datetime | None = None
+    at: datetime = Field(default_factory=utcnow)
+
+
+class StationState(Message):
+    """Station-wide state written by smartw (connector 0 in OCPP terms)."""
+
+    status: ConnectorStatus
+    estop: bool = Field(description="emergency stop pressed")
+    io_online: bool = Field(description="the IO module answers")
+    at: datetime = Field(default_factory=utcnow)
+
+
+class OcppLink(Message):
+    """State of the CSMS connection, written by ocpp16."""
+
+    connected: bool
+    registration: Literal["None", "Accepted", "Pending", "Rejected"] = "None"
+    csms_url: str
+    queued_messages: int = Field(default=0, ge=0, description="transaction messages not yet delivered")
+    at: datetime = Field(default_factory=utcnow)
+
+
+class OcppTransaction(Message):
+    """The OCPP transaction running on a connector (ocpp16 writes; None id = not yet known)."""
+
+    connector_id: int
+    session_id: str
+    transaction_id: int | None = Field(description="CSMS transactionId; None until StartTransaction.conf")
+
+
+# ---- events (streams) ---------------------------------------------------------------
+
+
+class CardPresented(Message):
+    """A card was read by the RFID reader (rfid publishes, once per presentation)."""
+
+    type: Literal["card_presented"] = "card_presented"
+    uid: str = Field(min_length=1, max_length=20, description="upper-case hex UID = OCPP idTag")
+    reader: str = "main"
+    at: datetime = Field(default_factory=utcnow)
+
+
+class SessionStarted(Message):
+    """smartw closed the contactor for an authorised EV; ocpp16 sends StartTransaction."""
+
+    type: Literal["session_started"] = "session_started"
+    session_id: str
+    connector_id: int
+    id_tag: str
+    meter_start_wh: float = Field(ge=0, description="meter register at start, Wh")
+    at: datetime = Field(default_factory=utcnow)
+
+
+class SessionStopped(Message):
+    """smartw ended a session (contactor open); ocpp16 sends StopTransaction."""
+
+    type: Literal["session_stopped"] = "session_stopped"
+    session_id: str
+    connector_id: int
+    id_tag: str | None = Field(default=None, description="who stopped it; None when the station did")
+    meter_stop_wh: float = Field(ge=0, description="meter register at stop, Wh")
+    reason: StopReason
+    at: datetime = Field(default_factory=utcnow)
+
+
+SessionEvent = Annotated[SessionStarted | SessionStopped, Field(discriminator="type")]
+
+
+class AuthResult(Message):
+    """Outcome of a card presented at the station, for the HMI's accepted/rejected screen."""
+
+    type: Literal["auth_result"] = "auth_result"
+    connector_id: int | None
+    id_tag: str
+    status: AuthorizationStatus
+    at: datetime = Field(default_factory=utcnow)
+
+
+# ---- commands (request/reply) -------------------------------------------------------
+
+
+class StartRequest(Message):
+    """Ask smartw to start on a connector; id_tag None = wait for a card (HMI start)."""
+
+    connector_id: int = Field(ge=1)
+    id_tag: str | None = Field(default=None, max_length=20)
+    source: StartSource
+    authorized: bool = Field(default=False, description="id_tag already authorised (remote start)")
+
+
+class StopRequest(Message):
+    """Ask smartw to stop the session on a connector."""
+
+    connector_id: int = Field(ge=1)
+    reason: StopReason
+    id_tag: str | None = None
+
+
+class CommandResult(Message):
+    """Generic answer to a command: accepted or not, with a UI text key saying why."""
+
+    accepted: bool
+    reason: str = ""
+
+
+class AuthorizeRequest(Message):
+    """Ask ocpp16 whether an idTag may charge (Authorize.req, or the offline rules)."""
+
+    id_tag: str = Field(min_length=1, max_length=20)
+
+
+class AuthorizeReply(Message):
+    status: AuthorizationStatus
+
+
+class SimAction(Message):
+    """A command to the simulator (`manage.py sim ...`)."""
+
+    action: Literal["plug", "unplug", "swipe", "estop"]
+    connector_id: int | None = None
+    soc: float | None = Field(default=None, ge=0, le=100)
+    target_soc: float | None = Field(default=None, ge=0, le=100)
+    capacity_kwh: float | None = Field(default=None, gt=0)
+    max_power_kw: float | None = Field(default=None, gt=0)
+    uid: str | None = None
+    pressed: bool | None = None
+
+
+class Empty(Message):
+    """No payload."""

@@ -1,0 +1,132 @@
+"""The bus against a real redis-server: keys, streams with groups, request/reply."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bus import Bus, BusRequestError, contract
+from bus.enums import ConnectorStatus, ReplyError, Standard, StartSource, StopReason
+from bus.messages import (
+    CardPresented,
+    CommandResult,
+    ConnectorState,
+    SessionStarted,
+    SessionStopped,
+    StartRequest,
+)
+
+
+async def test_key_round_trips_a_typed_state(bus: Bus) -> None:
+    state = ConnectorState(connector_id=1, standard=Standard.CCS, status=ConnectorStatus.CHARGING,
+                           power_w=50_000, soc=42)
+    await bus.set(contract.CONNECTOR, state, connector_id=1)
+    assert await bus.get(contract.CONNECTOR, connector_id=1) == state
+    assert await bus.get(contract.CONNECTOR, connector_id=2) is None
+
+
+async def test_key_with_ttl_expires(bus: Bus, redis_client) -> None:
+    from bus.messages import Heartbeat
+
+    await bus.set(contract.HEARTBEAT, Heartbeat(service="x", pid=1), ttl_s=0.2, service="x")
+    name = bus.names.key("heartbeat:x")
+    assert 0 < redis_client.pttl(name) <= 200
+
+
+async def test_group_consumer_gets_events_in_order_and_unacked_ones_again(bus: Bus) -> None:
+    started = SessionStarted(session_id="s1", connector_id=1, id_tag="AA", meter_start_wh=10)
+    stopped = SessionStopped(session_id="s1", connector_id=1, meter_stop_wh=20, reason=StopReason.LOCAL)
+    await bus.publish(contract.SESSIONS, started)
+    await bus.publish(contract.SESSIONS, stopped)
+
+    seen = []
+    async for delivery in bus.consume(contract.SESSIONS, "g", "c1", block_ms=100):
+        if delivery is None:
+            break
+        seen.append(delivery.message)
+    assert seen == [started, stopped]  # not acked
+
+    again = []
+    async for delivery in bus.consume(contract.SESSIONS, "g", "c1", block_ms=100):
+        if delivery is None:
+            break
+        again.append(delivery.message)
+        await delivery.ack()
+    assert again == [started, stopped]
+
+    async for delivery in bus.consume(contract.SESSIONS, "g", "c1", block_ms=100):
+        assert delivery is None
+        break
+
+
+async def test_malformed_entry_goes_to_dead_letter_and_is_skipped(bus: Bus, redis_client) -> None:
+    stream = bus.names.stream(contract.CARDS.name)
+    redis_client.xadd(stream, {"m": "{not json"})
+    await bus.publish(contract.CARDS, CardPresented(uid="0A00B1C2D3"))
+    got = []
+    async for delivery in bus.consume(contract.CARDS, "g", "c", block_ms=100):
+        if delivery is None:
+            break
+        got.append(delivery.message.uid)
+    assert got == ["0A00B1C2D3"]
+    assert redis_client.xlen(bus.names.dead_letter()) == 1
+
+
+async def test_request_gets_the_handlers_reply(bus: Bus) -> None:
+    stop = asyncio.Event()
+    server = Bus("smartw")
+
+    async def handler(request: StartRequest) -> CommandResult:
+        return CommandResult(accepted=request.connector_id == 1, reason="ok")
+
+    task = asyncio.create_task(server.serve(contract.START, handler, stop=stop))
+    try:
+        await _wait_for_group(bus, contract.START.name)
+        reply = await bus.request(contract.START, StartRequest(connector_id=1, source=StartSource.HMI))
+        assert reply == CommandResult(accepted=True, reason="ok")
+    finally:
+        stop.set()
+        await task
+        await server.close()
+
+
+async def test_request_without_server_times_out_with_closed_error(bus: Bus) -> None:
+    with pytest.raises(BusRequestError) as caught:
+        await bus.request(contract.START, StartRequest(connector_id=1, source=StartSource.HMI),
+                          timeout_s=0.3)
+    assert caught.value.code is ReplyError.TIMEOUT
+
+
+async def test_handler_crash_becomes_handler_error(bus: Bus) -> None:
+    stop = asyncio.Event()
+    server = Bus("smartw")
+
+    async def handler(request: StartRequest) -> CommandResult:
+        raise RuntimeError("boom")
+
+    task = asyncio.create_task(server.serve(contract.START, handler, stop=stop))
+    try:
+        await _wait_for_group(bus, contract.START.name)
+        with pytest.raises(BusRequestError) as caught:
+            await bus.request(contract.START, StartRequest(connector_id=1, source=StartSource.HMI))
+        assert caught.value.code is ReplyError.HANDLER_ERROR
+    finally:
+        stop.set()
+        await task
+        await server.close()
+
+
+async def test_invalid_request_is_refused_before_sending(bus: Bus) -> None:
+    with pytest.raises(BusRequestError) as caught:
+        await bus.request(contract.START, {"connector_id": 0, "source": "hmi"})  # type: ignore[arg-type]
+    assert caught.value.code is ReplyError.VALIDATION_FAILED
+
+
+async def _wait_for_group(bus: Bus, command: str) -> None:
+    stream = bus.names.command(command)
+    for _ in range(200):
+        if await bus.redis.exists(stream) and await bus.redis.xinfo_groups(stream):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("server group never appeared")

@@ -1,0 +1,54 @@
+"""Shared fixtures: a private redis-server per test session, flushed around each test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import redis
+
+from bus import Bus
+from workers.common.redis_server import start_redis
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """The session's redis-server (REDIS_URL was chosen by tests.station_env)."""
+    url = os.environ["REDIS_URL"]
+    port = urlparse(url).port
+    assert port is not None
+    process = start_redis(port, Path(os.environ["STATION_DATA_DIR"]) / "redis")
+    try:
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def redis_client(redis_server: str) -> Iterator[redis.Redis]:
+    """A flushed Redis for one test (sync client, for assertions)."""
+    client = redis.Redis.from_url(redis_server, decode_responses=True)
+    client.flushall()
+    try:
+        yield client
+    finally:
+        client.flushall()
+        client.close()
+
+
+@pytest.fixture
+async def bus(redis_client: redis.Redis) -> AsyncIterator[Bus]:
+    """A Bus on the flushed test Redis, closed after the test."""
+    client = Bus("test")
+    try:
+        yield client
+    finally:
+        await client.close()

@@ -1,0 +1,1 @@
+"""The station's Django project: schema, configurator, HMI and REST API."""

@@ -1,0 +1,1 @@
+"""The station's Django app: the one schema (models) every service writes through the ORM."""

@@ -1,0 +1,111 @@
+"""The station's durable data. Every table has one writing service, named in its docstring.
+
+Redis holds nothing that must survive a power loss; these tables do.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class ChargingSession(models.Model):
+    """One charging session as the station saw it. Writer: smartw. Never deleted."""
+
+    session_id = models.CharField(max_length=32, unique=True)
+    connector_id = models.PositiveSmallIntegerField()
+    standard = models.CharField(max_length=16)
+    id_tag = models.CharField(max_length=20, blank=True)
+    started_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    meter_start_wh = models.FloatField(help_text="meter register at start, Wh")
+    meter_stop_wh = models.FloatField(null=True, blank=True, help_text="meter register at stop, Wh")
+    energy_wh = models.FloatField(default=0, help_text="energy delivered, Wh")
+    peak_power_w = models.FloatField(default=0, help_text="highest power seen, W")
+    stop_reason = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"connector {self.connector_id} {self.started_at:%Y-%m-%d %H:%M} {self.id_tag}"
+
+
+class Transaction(models.Model):
+    """An OCPP transaction, one per charging session. Writer: ocpp16."""
+
+    session_id = models.CharField(max_length=32, unique=True)
+    connector_id = models.PositiveSmallIntegerField()
+    id_tag = models.CharField(max_length=20)
+    meter_start_wh = models.BigIntegerField()
+    started_at = models.DateTimeField()
+    transaction_id = models.IntegerField(null=True, blank=True,
+                                         help_text="CSMS transactionId; null until StartTransaction.conf")
+    meter_stop_wh = models.BigIntegerField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    stop_reason = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"tx {self.transaction_id} on connector {self.connector_id}"
+
+
+class OutboxMessage(models.Model):
+    """A CALL waiting to reach the CSMS, delivered in `id` order. Writer: ocpp16.
+
+    Transaction messages (StartTransaction, MeterValues of a transaction, StopTransaction)
+    stay here until the CSMS answers, so a CSMS outage or a reboot loses nothing.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+
+    action = models.CharField(max_length=40)
+    payload = models.JSONField()
+    session_id = models.CharField(max_length=32, blank=True,
+                                  help_text="the session whose transactionId is filled in on sending")
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    response = models.JSONField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["state", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.action} #{self.pk} ({self.state})"
+
+
+class JobRecord(models.Model):
+    """A background job with its log and result. Writer: the code that enqueues it (the row
+    is created first), then the jobs worker while it runs."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        FINISHED = "finished"
+        FAILED = "failed"
+        ERRORED = "errored"
+
+    kind = models.CharField(max_length=40)
+    params = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    log = models.TextField(blank=True)
+    result_file = models.CharField(max_length=500, blank=True,
+                                   help_text="path of the produced file, relative to STATION_DATA_DIR")
+    rq_job_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} ({self.status})"

@@ -1,0 +1,1 @@
+"""Station services: one package per service, each started by chargepoint as its own process."""

@@ -1,0 +1,1 @@
+"""Helpers every service shares: start-up (bootstrap), logging, station.toml."""
