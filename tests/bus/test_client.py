@@ -16,6 +16,7 @@ from bus.messages import (
     SessionStopped,
     StartRequest,
 )
+from tests.support.waiting import async_wait_until
 
 
 async def test_key_round_trips_a_typed_state(bus: Bus) -> None:
@@ -125,8 +126,8 @@ async def test_invalid_request_is_refused_before_sending(bus: Bus) -> None:
 
 async def _wait_for_group(bus: Bus, command: str) -> None:
     stream = bus.names.command(command)
-    for _ in range(200):
-        if await bus.redis.exists(stream) and await bus.redis.xinfo_groups(stream):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("server group never appeared")
+
+    async def has_group() -> bool:
+        return bool(await bus.redis.exists(stream) and await bus.redis.xinfo_groups(stream))
+
+    await async_wait_until(has_group, timeout_s=5, what="the server's consumer group")
