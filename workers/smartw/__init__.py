@@ -1,0 +1,1 @@
+"""smartw: connector state machines, contactors, controllers and power sharing."""

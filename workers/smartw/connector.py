@@ -1,0 +1,97 @@
+"""One connector's runtime: what smartw remembers between cycles, and its published snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bus.messages import ConnectorState, MeterReading, utcnow
+from workers.common.station_config import ConnectorConfig
+from workers.drivers.controller import ControllerSnapshot, EvState
+from workers.smartw.status import ConnectorFacts, Fault, derive_status
+
+METER_FRESH_S = 3.0  # a meter reading older than this is not used for billing
+CONNECTION_TIMEOUT_S = 60.0  # how long a start waits for a card or a plug (OCPP ConnectionTimeOut)
+
+
+@dataclass
+class ActiveSession:
+    session_id: str
+    id_tag: str
+    started_at: datetime
+    meter_start_wh: float
+    peak_power_w: float = 0.0
+
+
+@dataclass
+class PendingStart:
+    """A start that waits: for a card (id_tag None) or for the EV to be plugged."""
+
+    id_tag: str | None
+    expires_at: float = field(default_factory=lambda: time.monotonic() + CONNECTION_TIMEOUT_S)
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() > self.expires_at
+
+
+@dataclass
+class ConnectorRuntime:
+    config: ConnectorConfig
+    controller: ControllerSnapshot | None = None
+    controller_fault: Fault | None = None
+    meter: MeterReading | None = None
+    session: ActiveSession | None = None
+    pending: PendingStart | None = None
+    finishing: bool = False
+    allocated_w: float = 0.0
+    stopping: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def id(self) -> int:
+        return self.config.id
+
+    @property
+    def plugged(self) -> bool:
+        return self.controller is not None and self.controller.ev_state in (EvState.B, EvState.C)
+
+    @property
+    def ev_requesting(self) -> bool:
+        return self.controller is not None and self.controller.ev_state is EvState.C
+
+    def fresh_meter(self) -> MeterReading | None:
+        if self.meter is None or (utcnow() - self.meter.at).total_seconds() > METER_FRESH_S:
+            return None
+        return self.meter
+
+    def facts(self, station_fault: Fault | None) -> ConnectorFacts:
+        return ConnectorFacts(
+            fault=station_fault or self.controller_fault,
+            plugged=self.plugged,
+            session_active=self.session is not None,
+            ev_requesting=self.ev_requesting,
+            allocated_w=self.allocated_w,
+            start_pending=self.pending is not None,
+            finishing=self.finishing,
+        )
+
+    def snapshot(self, station_fault: Fault | None) -> ConnectorState:
+        status, error_code, info = derive_status(self.facts(station_fault))
+        meter, session, ctl = self.meter, self.session, self.controller
+        meter_wh = meter.energy_wh if meter else 0.0
+        return ConnectorState(
+            connector_id=self.id, standard=self.config.standard, status=status,
+            error_code=error_code, info=info, plugged=self.plugged,
+            contactor_closed=session is not None,
+            awaiting_card=self.pending is not None and self.pending.id_tag is None,
+            power_w=meter.power_w if meter and session else 0.0,
+            meter_wh=meter_wh,
+            session_energy_wh=max(meter_wh - session.meter_start_wh, 0.0) if session else 0.0,
+            soc=ctl.soc if ctl else None, target_soc=ctl.target_soc if ctl else None,
+            session_id=session.session_id if session else None,
+            id_tag=session.id_tag if session else (self.pending.id_tag if self.pending else None),
+            session_started_at=session.started_at if session else None,
+        )

@@ -1,0 +1,42 @@
+"""The seam between smartw's logic and the station's devices.
+
+smartw's logic talks to `StationHardware`; `workers.smartw.modbus_hardware` implements it
+with the drivers in workers/drivers (the same code runs against the simulator and real
+devices: the simulator speaks the same wire protocols). Every device failure surfaces as
+`HardwareError`, so the logic handles one error type.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from workers.drivers.controller import ControllerSnapshot
+
+
+class HardwareError(Exception):
+    """A device did not answer or refused a command."""
+
+
+class StationHardware(Protocol):
+    async def read_estop(self) -> bool:
+        """True while the emergency stop is pressed. Raises HardwareError if the IO module is lost."""
+        ...
+
+    async def set_contactor(self, connector_id: int, closed: bool) -> None:
+        """Close or open a connector's contactor through the IO module."""
+        ...
+
+    async def poll_controller(self, connector_id: int) -> ControllerSnapshot:
+        """Read the connector's charge controller."""
+        ...
+
+    async def set_output(self, connector_id: int, enabled: bool, power_limit_w: float) -> None:
+        """Tell the controller whether energy is offered, and how much at most."""
+        ...
+
+    async def open_all(self) -> None:
+        """Safe state: every controller disabled, every contactor open (best effort, never raises)."""
+        ...
+
+    async def close(self) -> None:
+        ...

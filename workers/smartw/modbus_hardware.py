@@ -1,0 +1,67 @@
+"""`StationHardware` over the drivers: the IO module and the charge controllers on Modbus.
+
+The same code drives the simulator and a real cabinet; only station.toml differs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from workers.common.station_config import StationConfig
+from workers.drivers.controller import ChargeController, ControllerSnapshot
+from workers.drivers.errors import DeviceError
+from workers.drivers.io_module import IoModule
+from workers.drivers.modbus_hub import open_hubs
+from workers.smartw.hardware import HardwareError
+
+log = logging.getLogger(__name__)
+
+
+class ModbusStationHardware:
+    def __init__(self, config: StationConfig) -> None:
+        self.hubs = open_hubs(config)
+        self.io = IoModule.from_config(config, self.hubs)
+        self.controllers = {
+            c.id: ChargeController(self.hubs[c.controller.bus], c.controller.device_id)
+            for c in config.connectors
+        }
+
+    async def read_estop(self) -> bool:
+        try:
+            return await self.io.estop_pressed()
+        except DeviceError as error:
+            raise HardwareError(str(error)) from error
+
+    async def set_contactor(self, connector_id: int, closed: bool) -> None:
+        try:
+            await self.io.set_contactor(connector_id, closed)
+        except DeviceError as error:
+            raise HardwareError(str(error)) from error
+
+    async def poll_controller(self, connector_id: int) -> ControllerSnapshot:
+        try:
+            return await self.controllers[connector_id].poll()
+        except DeviceError as error:
+            raise HardwareError(str(error)) from error
+
+    async def set_output(self, connector_id: int, enabled: bool, power_limit_w: float) -> None:
+        try:
+            await self.controllers[connector_id].set_output(enabled, power_limit_w)
+        except DeviceError as error:
+            raise HardwareError(str(error)) from error
+
+    async def open_all(self) -> None:
+        for connector_id, controller in self.controllers.items():
+            try:
+                await controller.set_output(False, 0.0)
+            except DeviceError as error:
+                log.error("connector %s: cannot disable controller: %s", connector_id, error)
+        for connector_id in self.controllers:
+            try:
+                await self.io.set_contactor(connector_id, False)
+            except DeviceError as error:
+                log.error("connector %s: cannot open contactor: %s", connector_id, error)
+
+    async def close(self) -> None:
+        for hub in self.hubs.values():
+            await hub.close()

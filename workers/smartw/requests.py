@@ -1,0 +1,149 @@
+"""What smartw does when someone asks: a card at the reader, a start or stop command.
+
+Cards: the same card as a running session stops it; otherwise the card starts the connector
+that waits for a card (HMI start button) or the one EV plugged without a session; with no
+such connector an accepted card waits for the next EV to be plugged (swipe, then plug).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from bus import Bus, BusRequestError, contract
+from bus.enums import AuthorizationStatus, StartSource, StopReason
+from bus.messages import AuthorizeRequest, AuthResult, CommandResult, StartRequest, StopRequest
+from workers.smartw.connector import ConnectorRuntime, PendingStart
+from workers.smartw.sessions import SessionControl, StartRefused
+
+log = logging.getLogger(__name__)
+
+
+class Requests:
+    """Card, start and stop handling over the connectors smartw owns."""
+
+    def __init__(self, bus: Bus, connectors: dict[int, ConnectorRuntime], control: SessionControl,
+                 blocked: Callable[[], str | None]) -> None:
+        self.bus = bus
+        self.connectors = connectors
+        self.control = control
+        self.blocked = blocked  # () -> UI key of a station-wide fault, or None
+        self.pending_card: PendingStart | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ---- cards ------------------------------------------------------------------------
+
+    async def card(self, uid: str) -> None:
+        tag = uid.upper()
+        running = self._connector_with_tag(tag)
+        if running is not None:
+            self.spawn(self.control.stop(running, StopReason.LOCAL, id_tag=tag))
+            await self._announce(running.id, tag, AuthorizationStatus.ACCEPTED)
+            return
+        target = self._card_target()
+        status = await self._authorize(tag)
+        await self._announce(target.id if target else None, tag, status)
+        if status is not AuthorizationStatus.ACCEPTED:
+            return
+        if target is None:
+            self.pending_card = PendingStart(id_tag=tag)
+            log.info("card %s accepted; waiting for an EV to be plugged", tag)
+            return
+        await self._start(target, tag)
+
+    def _connector_with_tag(self, tag: str) -> ConnectorRuntime | None:
+        for connector in self.connectors.values():
+            if connector.session and connector.session.id_tag.casefold() == tag.casefold():
+                return connector
+        return None
+
+    def _card_target(self) -> ConnectorRuntime | None:
+        waiting = [c for c in self.connectors.values()
+                   if c.pending and c.pending.id_tag is None and not c.pending.expired]
+        if waiting:
+            return waiting[0]
+        idle = [c for c in self.connectors.values() if c.plugged and c.session is None
+                and c.pending is None and not c.finishing]
+        return idle[0] if len(idle) == 1 else None
+
+    async def _authorize(self, tag: str) -> AuthorizationStatus:
+        try:
+            reply = await self.bus.request(contract.AUTHORIZE, AuthorizeRequest(id_tag=tag))
+        except BusRequestError as error:
+            log.error("authorization of %s failed: %s", tag, error)
+            return AuthorizationStatus.INVALID
+        return reply.status
+
+    async def _announce(self, connector_id: int | None, tag: str, status: AuthorizationStatus) -> None:
+        await self.bus.publish(contract.AUTH_RESULTS,
+                               AuthResult(connector_id=connector_id, id_tag=tag, status=status))
+
+    async def _start(self, connector: ConnectorRuntime, tag: str) -> CommandResult:
+        try:
+            reason = await self.control.start(connector, tag)
+        except StartRefused as refused:
+            log.warning("connector %s: start for %s refused: %s", connector.id, tag, refused.reason)
+            return CommandResult(accepted=False, reason=refused.reason)
+        return CommandResult(accepted=True, reason=reason)
+
+    async def ev_plugged(self, connector: ConnectorRuntime) -> None:
+        """An EV was just plugged: honour a start that waited for it."""
+        pending = connector.pending
+        if pending is not None and pending.id_tag is not None and not pending.expired:
+            await self._start(connector, pending.id_tag)
+            return
+        card = self.pending_card
+        if card is not None and card.id_tag and not card.expired and connector.pending is None:
+            self.pending_card = None
+            await self._start(connector, card.id_tag)
+
+    # ---- commands -----------------------------------------------------------------------
+
+    async def start_command(self, request: StartRequest) -> CommandResult:
+        connector = self.connectors.get(request.connector_id)
+        if connector is None:
+            return CommandResult(accepted=False, reason="unknown_connector")
+        blocked = self.blocked() or (connector.controller_fault.info if connector.controller_fault else None)
+        if blocked:
+            return CommandResult(accepted=False, reason=blocked)
+        if connector.session is not None:
+            return CommandResult(accepted=False, reason="busy")
+        if request.id_tag is None:
+            connector.pending = PendingStart(id_tag=None)
+            return CommandResult(accepted=True, reason="present_card")
+        if request.source is StartSource.REMOTE or request.authorized:
+            return await self._start(connector, request.id_tag)
+        status = await self._authorize(request.id_tag)
+        await self._announce(connector.id, request.id_tag, status)
+        if status is not AuthorizationStatus.ACCEPTED:
+            return CommandResult(accepted=False, reason="card_rejected")
+        return await self._start(connector, request.id_tag)
+
+    async def stop_command(self, request: StopRequest) -> CommandResult:
+        connector = self.connectors.get(request.connector_id)
+        if connector is None:
+            return CommandResult(accepted=False, reason="unknown_connector")
+        if connector.session is None:
+            if connector.pending is not None:
+                connector.pending = None
+                return CommandResult(accepted=True, reason="start_cancelled")
+            return CommandResult(accepted=False, reason="no_session")
+        self.spawn(self.control.stop(connector, request.reason, id_tag=request.id_tag))
+        return CommandResult(accepted=True, reason="stopping")
+
+    def spawn(self, coroutine) -> None:
+        """Stops run in the background: a stop waits for the power to ramp down, and the
+        caller (HMI, CSMS, card reader) must get its answer at once."""
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background stop failed", exc_info=task.exception())
+
+    async def drain(self) -> None:
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)

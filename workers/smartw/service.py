@@ -1,0 +1,83 @@
+"""The smartw service: runs the control cycle and answers cards, start and stop requests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bus import Service, contract
+from bus.enums import StopReason
+from bus.messages import CardPresented, SessionStopped, utcnow
+from webapp.station.models import ChargingSession
+from workers.common.station_config import load_from_settings
+from workers.smartw.modbus_hardware import ModbusStationHardware
+from workers.smartw.station import StationLogic
+
+log = logging.getLogger(__name__)
+
+CARD_MAX_AGE_S = 10.0  # a card read while smartw was down must not start a session later
+
+
+class SmartwService(Service):
+    name = "smartw"
+
+    async def run(self) -> None:
+        config = load_from_settings()
+        hardware = ModbusStationHardware(config)
+        logic = StationLogic(config, self.bus, hardware)
+        try:
+            await hardware.open_all()
+            await self._close_orphan_sessions()
+            await asyncio.gather(
+                self._control_loop(logic, config.io_module.poll_s),
+                self._card_loop(logic),
+                self.bus.serve(contract.START, logic.requests.start_command, stop=self.stopping),
+                self.bus.serve(contract.STOP, logic.requests.stop_command, stop=self.stopping),
+            )
+        finally:
+            await self._shutdown(logic)
+            await hardware.close()
+
+    async def _control_loop(self, logic: StationLogic, period_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.stopping.is_set():
+            started = loop.time()
+            await logic.cycle()
+            await self.sleep(max(period_s - (loop.time() - started), 0.0))
+
+    async def _card_loop(self, logic: StationLogic) -> None:
+        async for delivery in self.bus.consume(contract.CARDS, "smartw", "smartw", block_ms=500):
+            if self.stopping.is_set():
+                return
+            if delivery is None:
+                continue
+            card: CardPresented = delivery.message
+            if (utcnow() - card.at).total_seconds() <= CARD_MAX_AGE_S:
+                await logic.requests.card(card.uid)
+            else:
+                log.warning("ignoring card %s read %s ago", card.uid, utcnow() - card.at)
+            await delivery.ack()
+
+    async def _shutdown(self, logic: StationLogic) -> None:
+        """Stopping smartw ends running sessions (reason Reboot) and leaves the hardware safe."""
+        await logic.requests.drain()
+        for connector in logic.connectors.values():
+            if connector.session is not None:
+                await logic.control.stop(connector, StopReason.REBOOT, immediate=True)
+        await logic.hardware.open_all()
+
+    async def _close_orphan_sessions(self) -> None:
+        """Sessions left open by a crash or power cut: the contactors are open now (open_all),
+        so end them at the meter's last reading and tell ocpp16."""
+        async for row in ChargingSession.objects.filter(stopped_at__isnull=True):
+            reading = await self.bus.get(contract.METER, meter=f"connector{row.connector_id}")
+            meter_stop = max(reading.energy_wh if reading else row.meter_start_wh, row.meter_start_wh)
+            stopped_at = utcnow()
+            await ChargingSession.objects.filter(pk=row.pk).aupdate(
+                stopped_at=stopped_at, meter_stop_wh=meter_stop,
+                energy_wh=meter_stop - row.meter_start_wh, stop_reason=StopReason.POWER_LOSS.value)
+            await self.bus.publish(contract.SESSIONS, SessionStopped(
+                session_id=row.session_id, connector_id=row.connector_id, meter_stop_wh=meter_stop,
+                reason=StopReason.POWER_LOSS, at=stopped_at))
+            log.warning("session %s on connector %s was left open; closed with PowerLoss",
+                        row.session_id, row.connector_id)

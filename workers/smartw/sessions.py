@@ -1,0 +1,149 @@
+"""Starting and stopping charging sessions: hardware order, the durable row, the bus event.
+
+Order matters for safety (invariant 3): a contactor closes while the controller offers no
+power, and opens only after the measured power has fallen to zero (except on e-stop or a
+lost IO module, where it opens at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+from bus import Bus, contract
+from bus.enums import StopReason
+from bus.messages import MeterReading, SessionStarted, SessionStopped, utcnow
+from webapp.station.models import ChargingSession
+from workers.smartw.connector import ActiveSession, ConnectorRuntime, PendingStart
+from workers.smartw.hardware import HardwareError, StationHardware
+
+log = logging.getLogger(__name__)
+
+RAMP_DOWN_TIMEOUT_S = 4.0  # longest wait for the power to reach zero before opening
+ZERO_POWER_W = 50.0  # below this the contactor may open (metering noise)
+POLL_S = 0.1
+
+
+class StartRefused(Exception):
+    """A start cannot happen now; `reason` is a UI text key."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SessionControl:
+    """Owns the start/stop sequences of every connector."""
+
+    def __init__(self, bus: Bus, hardware: StationHardware) -> None:
+        self.bus = bus
+        self.hardware = hardware
+
+    async def start(self, connector: ConnectorRuntime, id_tag: str) -> str:
+        """Start now if the EV is plugged, else hold the authorised start until it is.
+        Returns a UI text key; raises StartRefused."""
+        async with connector.lock:
+            if connector.session is not None or connector.stopping:
+                raise StartRefused("busy")
+            if not connector.plugged:
+                connector.pending = PendingStart(id_tag=id_tag)
+                return "plug_in_ev"
+            meter = connector.fresh_meter()
+            if meter is None:
+                raise StartRefused("meter_unavailable")
+            try:
+                await self.hardware.set_output(connector.id, False, 0.0)
+                await self.hardware.set_contactor(connector.id, True)
+            except HardwareError as error:
+                log.error("connector %s: cannot close contactor: %s", connector.id, error)
+                await self._open_quietly(connector)
+                raise StartRefused("hardware_error") from error
+            await self._record_start(connector, id_tag, meter)
+            return "charging"
+
+    async def _record_start(self, connector: ConnectorRuntime, id_tag: str, meter: MeterReading) -> None:
+        session = ActiveSession(session_id=uuid.uuid4().hex, id_tag=id_tag, started_at=utcnow(),
+                                meter_start_wh=meter.energy_wh)
+        connector.session, connector.pending, connector.finishing = session, None, False
+        await ChargingSession.objects.acreate(
+            session_id=session.session_id, connector_id=connector.id,
+            standard=connector.config.standard.value, id_tag=id_tag, started_at=session.started_at,
+            meter_start_wh=session.meter_start_wh,
+        )
+        await self.bus.publish(contract.SESSIONS, SessionStarted(
+            session_id=session.session_id, connector_id=connector.id, id_tag=id_tag,
+            meter_start_wh=session.meter_start_wh, at=session.started_at,
+        ))
+        log.info("connector %s: session %s started for %s at %.0f Wh", connector.id,
+                 session.session_id, id_tag, session.meter_start_wh)
+
+    async def stop(self, connector: ConnectorRuntime, reason: StopReason, *,
+                   id_tag: str | None = None, immediate: bool = False) -> bool:
+        """End the running session; returns False if there was none. `immediate` (e-stop,
+        lost IO) opens the contactor at once instead of after the ramp-down."""
+        if immediate:
+            await self._open_quietly(connector)
+        async with connector.lock:
+            session = connector.session
+            if session is None:
+                return False
+            connector.stopping = True
+            try:
+                await self._ramp_down_and_open(connector)
+                await self._record_stop(connector, session, reason, id_tag)
+            finally:
+                connector.session, connector.stopping = None, False
+                connector.allocated_w = 0.0
+                connector.finishing = connector.plugged
+            return True
+
+    async def _ramp_down_and_open(self, connector: ConnectorRuntime) -> None:
+        """Offer no more power, wait until the meter shows none (so meterStop is the final
+        register and the contactor never opens under load), then open."""
+        requested_at = utcnow()
+        try:
+            await self.hardware.set_output(connector.id, False, 0.0)
+        except HardwareError as error:
+            log.error("connector %s: cannot disable controller: %s", connector.id, error)
+        await self._wait_for_zero_power(connector, requested_at)
+        try:
+            await self.hardware.set_contactor(connector.id, False)
+        except HardwareError as error:
+            log.error("connector %s: cannot open contactor: %s", connector.id, error)
+
+    async def _wait_for_zero_power(self, connector: ConnectorRuntime, since) -> None:
+        deadline = time.monotonic() + RAMP_DOWN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            reading = await self.bus.get(contract.METER, meter=f"connector{connector.id}")
+            if reading is not None and reading.at > since and abs(reading.power_w) < ZERO_POWER_W:
+                connector.meter = reading
+                return
+            await asyncio.sleep(POLL_S)
+        log.warning("connector %s: power did not reach zero within %.0f s; opening anyway",
+                    connector.id, RAMP_DOWN_TIMEOUT_S)
+
+    async def _record_stop(self, connector: ConnectorRuntime, session: ActiveSession,
+                           reason: StopReason, id_tag: str | None) -> None:
+        meter = connector.meter
+        meter_stop = meter.energy_wh if meter else session.meter_start_wh
+        stopped_at = utcnow()
+        await ChargingSession.objects.filter(session_id=session.session_id).aupdate(
+            stopped_at=stopped_at, meter_stop_wh=meter_stop,
+            energy_wh=max(meter_stop - session.meter_start_wh, 0.0),
+            peak_power_w=session.peak_power_w, stop_reason=reason.value,
+        )
+        await self.bus.publish(contract.SESSIONS, SessionStopped(
+            session_id=session.session_id, connector_id=connector.id, id_tag=id_tag,
+            meter_stop_wh=meter_stop, reason=reason, at=stopped_at,
+        ))
+        log.info("connector %s: session %s stopped (%s) at %.0f Wh", connector.id,
+                 session.session_id, reason.value, meter_stop)
+
+    async def _open_quietly(self, connector: ConnectorRuntime) -> None:
+        try:
+            await self.hardware.set_output(connector.id, False, 0.0)
+            await self.hardware.set_contactor(connector.id, False)
+        except HardwareError as error:
+            log.error("connector %s: safe state not confirmed: %s", connector.id, error)

@@ -1,0 +1,153 @@
+"""One control cycle of the whole station: read devices, enforce safety, share power, publish.
+
+The cycle runs every IO poll period, so e-stop or a lost IO module opens every contactor
+within one period (safety invariant 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from bus import Bus, contract
+from bus.enums import ConnectorStatus, StopReason
+from bus.messages import ConnectorState, StationState
+from workers.common.station_config import StationConfig
+from workers.drivers.controller import EvState
+from workers.smartw.allocation import PowerRequest, allocate
+from workers.smartw.connector import ConnectorRuntime
+from workers.smartw.hardware import HardwareError, StationHardware
+from workers.smartw.requests import Requests
+from workers.smartw.sessions import SessionControl
+from workers.smartw.status import CONTROLLER_ERROR, CONTROLLER_OFFLINE, ESTOP, IO_OFFLINE, Fault
+
+log = logging.getLogger(__name__)
+
+
+class StationLogic:
+    def __init__(self, config: StationConfig, bus: Bus, hardware: StationHardware) -> None:
+        self.config = config
+        self.bus = bus
+        self.hardware = hardware
+        self.connectors = {c.id: ConnectorRuntime(c) for c in config.connectors}
+        self.control = SessionControl(bus, hardware)
+        self.requests = Requests(bus, self.connectors, self.control, self.blocked_reason)
+        self.station_fault: Fault | None = None
+        self._published: dict[int, ConnectorState] = {}
+        self._published_station: StationState | None = None
+        self._controller_due: dict[int, float] = {}
+
+    def blocked_reason(self) -> str | None:
+        return self.station_fault.info if self.station_fault else None
+
+    async def cycle(self) -> None:
+        previous_fault = self.station_fault
+        await self._read_safety_inputs()
+        for connector in self.connectors.values():
+            await self._read_connector(connector)
+        if self.station_fault is not None:
+            await self._enforce_safe_state(entering=self.station_fault is not previous_fault)
+        else:
+            await self._follow_evs()
+            await self._share_power()
+        await self._publish()
+
+    async def _read_safety_inputs(self) -> None:
+        try:
+            estop = await self.hardware.read_estop()
+            fault = ESTOP if estop else None
+        except HardwareError as error:
+            if self.station_fault is not IO_OFFLINE:
+                log.error("IO module lost: %s", error)
+            fault = IO_OFFLINE
+        if fault is not self.station_fault:
+            log.log(logging.WARNING if fault else logging.INFO, "station fault: %s",
+                    fault.info if fault else "cleared")
+        self.station_fault = fault
+
+    async def _read_connector(self, connector: ConnectorRuntime) -> None:
+        connector.meter = await self.bus.get(contract.METER, meter=f"connector{connector.id}") \
+            or connector.meter
+        if connector.session is not None and connector.meter is not None:
+            connector.session.peak_power_w = max(connector.session.peak_power_w, connector.meter.power_w)
+        now = time.monotonic()
+        if now < self._controller_due.get(connector.id, 0.0):
+            return
+        self._controller_due[connector.id] = now + connector.config.controller.poll_s
+        try:
+            view = await self.hardware.poll_controller(connector.id)
+        except HardwareError as error:
+            if connector.controller_fault is not CONTROLLER_OFFLINE:
+                log.error("connector %s: controller lost: %s", connector.id, error)
+            connector.controller_fault, connector.controller = CONTROLLER_OFFLINE, None
+            return
+        was_plugged = connector.plugged
+        connector.controller = view
+        connector.controller_fault = CONTROLLER_ERROR if view.ev_state is EvState.F else None
+        if not was_plugged and connector.plugged:
+            connector.finishing = False
+            await self.requests.ev_plugged(connector)
+
+    async def _enforce_safe_state(self, entering: bool) -> None:
+        """Open everything first (within this cycle), then end the sessions in the background:
+        ending one waits for the meter to show zero power so meterStop is the final register."""
+        if entering or self.station_fault is ESTOP:
+            await self.hardware.open_all()
+        reason = StopReason.EMERGENCY_STOP if self.station_fault is ESTOP else StopReason.OTHER
+        for connector in self.connectors.values():
+            connector.pending = None
+            connector.allocated_w = 0.0
+            if connector.session is not None and not connector.stopping:
+                connector.stopping = True
+                self.requests.spawn(self.control.stop(connector, reason, immediate=True))
+
+    async def _follow_evs(self) -> None:
+        for connector in self.connectors.values():
+            if connector.pending is not None and connector.pending.expired:
+                log.info("connector %s: start timed out", connector.id)
+                connector.pending = None
+            if not connector.plugged:
+                connector.finishing = False
+                if connector.session is not None and not connector.stopping \
+                        and connector.controller_fault is None:
+                    connector.stopping = True
+                    self.requests.spawn(self.control.stop(connector, StopReason.EV_DISCONNECTED))
+        card = self.requests.pending_card
+        if card is not None and card.expired:
+            self.requests.pending_card = None
+
+    async def _share_power(self) -> None:
+        active = [c for c in self.connectors.values() if c.session is not None and not c.stopping]
+        asks = [PowerRequest(c.id, c.config.max_power_kw * 1000,
+                             c.controller.ev_max_power_w if c.ev_requesting and c.controller else 0.0)
+                for c in active]
+        shares = allocate(self.config.station.max_power_kw * 1000, asks)
+        for connector in active:
+            share = shares.get(connector.id, 0.0)
+            try:
+                await self.hardware.set_output(connector.id, True, share)
+            except HardwareError as error:
+                log.error("connector %s: cannot set power limit: %s", connector.id, error)
+                continue
+            connector.allocated_w = share
+
+    async def _publish(self) -> None:
+        station = StationState(
+            status=ConnectorStatus.FAULTED if self.station_fault else ConnectorStatus.AVAILABLE,
+            estop=self.station_fault is ESTOP, io_online=self.station_fault is not IO_OFFLINE,
+        )
+        if _changed(self._published_station, station):
+            await self.bus.set(contract.STATION, station)
+            self._published_station = station
+        for connector in self.connectors.values():
+            state = connector.snapshot(self.station_fault)
+            if _changed(self._published.get(connector.id), state):
+                await self.bus.set(contract.CONNECTOR, state, connector_id=connector.id)
+                await self.bus.publish(contract.CONNECTOR_CHANGES, state)
+                self._published[connector.id] = state
+
+
+def _changed(old, new) -> bool:
+    if old is None:
+        return True
+    return old.model_dump(exclude={"at"}) != new.model_dump(exclude={"at"})
