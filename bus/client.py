@@ -30,6 +30,7 @@ Rep = TypeVar("Rep", bound=BaseModel)
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 FIELD = "m"  # the one field of a stream entry: the envelope as JSON
+SOCKET_TIMEOUT_S = 60.0  # longer than any blocking read (BLPOP waits up to a command's timeout)
 REPLY_TTL_S = 30  # an unread reply list expires so a caller that gave up leaks nothing
 
 
@@ -61,7 +62,7 @@ class Bus:
         self.names = names or Names.from_env()
         self.redis: aioredis.Redis = aioredis.Redis.from_url(
             redis_url or redis_url_from_env(), decode_responses=True,
-            socket_connect_timeout=2, health_check_interval=10,
+            socket_connect_timeout=2, socket_timeout=SOCKET_TIMEOUT_S, health_check_interval=10,
         )
 
     async def close(self) -> None:

@@ -79,6 +79,19 @@ OCPP_TRANSACTION = KeySpec(
     "OCPP transaction running on connector N; deleted when it ends.",
 )
 
+SUPERVISOR = KeySpec(
+    "chargepoint:children", m.SupervisorState, "chargepoint",
+    "Every service chargepoint runs: pid, status, restart count; refreshed every second.",
+    ttl_s=3.0,
+)
+
+DIAG = KeySpec(
+    "diag:report", m.DiagReport, "diag",
+    "Latest self-test of every meter, the IO module and every supervised service; "
+    "refreshed every few seconds, expires when diag stops.",
+    ttl_s=10.0,
+)
+
 # ---- streams --------------------------------------------------------------------------
 
 CARDS = StreamSpec(
@@ -120,8 +133,15 @@ SIM = CommandSpec(
     "Drive the simulator: plug/unplug an EV, present a card, press e-stop.",
 )
 
+EXIT_FOR_UPDATE = CommandSpec(
+    "chargepoint.exit_for_update", m.ExitForUpdateRequest, m.CommandResult, "chargepoint",
+    "Stop every service and exit with the update kind's exit code (ops/start.sh installs).",
+)
+
 ALL_KEYS: tuple[KeySpec[Any], ...] = (
-    HEARTBEAT, METER, CONNECTOR, STATION, OCPP_LINK, OCPP_TRANSACTION,
+    HEARTBEAT, METER, CONNECTOR, STATION, OCPP_LINK, OCPP_TRANSACTION, SUPERVISOR,
+    DIAG,
 )
 ALL_STREAMS: tuple[StreamSpec[Any], ...] = (CARDS, SESSIONS, CONNECTOR_CHANGES, AUTH_RESULTS)
-ALL_COMMANDS: tuple[CommandSpec[Any, Any], ...] = (START, STOP, AUTHORIZE, SIM)
+ALL_COMMANDS: tuple[CommandSpec[Any, Any], ...] = (START, STOP, AUTHORIZE, SIM,
+                                                 EXIT_FOR_UPDATE)

@@ -92,3 +92,31 @@ class ReplyError(StrEnum):
     NOT_READY = "NotReady"
     HANDLER_ERROR = "HandlerError"
     VALIDATION_FAILED = "ValidationFailed"
+
+
+class UpdateKind(StrEnum):
+    """What an update installs; chargepoint exits with one code per kind and ops/start.sh
+    installs the packages staged under STATION_DATA_DIR/packages/staged/<value>/."""
+
+    SOFTWARE = "software"
+    WEB_CONFIGURATOR = "web-configurator"
+    CONTROLLER_FIRMWARE = "controller-firmware"
+
+
+class ChildStatus(StrEnum):
+    """A service process as chargepoint sees it."""
+
+    STARTING = "starting"  # spawned, no heartbeat yet
+    RUNNING = "running"  # heartbeat seen with its pid
+    BACKOFF = "backoff"  # exited or killed, waiting to be started again
+    STOPPED = "stopped"  # chargepoint stopped it (station stopping)
+
+
+class CheckState(StrEnum):
+    """Result of one diag check (a meter, the IO module, a service); the value is the UI key."""
+
+    OK = "ok"
+    STALE = "stale"  # present but older than its owner's cadence allows
+    MISSING = "missing"  # no value: the owner never wrote it, or it expired
+    OFFLINE = "offline"  # the owner reports that the device does not answer
+    INVALID = "invalid"  # the value on the bus does not match the contract

@@ -13,11 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bus.enums import (
     AuthorizationStatus,
+    CheckState,
+    ChildStatus,
     ConnectorErrorCode,
     ConnectorStatus,
     Standard,
     StartSource,
     StopReason,
+    UpdateKind,
 )
 
 
@@ -203,3 +206,59 @@ class SimAction(Message):
 
 class Empty(Message):
     """No payload."""
+
+
+# ---- chargepoint (supervisor) ---------------------------------------------------------
+
+
+class ChildState(Message):
+    """One service process supervised by chargepoint."""
+
+    name: str = Field(description="service name (= its heartbeat key)")
+    module: str = Field(description="python module run with `python -m`")
+    status: ChildStatus
+    pid: int | None = Field(default=None, description="OS pid of the running process; None while down")
+    restarts: int = Field(default=0, ge=0, description="times chargepoint started it again")
+    last_exit_code: int | None = Field(default=None, description="exit code of the previous process "
+                                       "(negative = killed by that signal)")
+    started_at: datetime | None = Field(default=None, description="when the current process started")
+
+
+class SupervisorState(Message):
+    """chargepoint's view of every service: pids and restart counts (status, tests, diag)."""
+
+    pid: int = Field(description="chargepoint's own pid")
+    children: list[ChildState]
+    at: datetime = Field(default_factory=utcnow)
+
+
+class ExitForUpdateRequest(Message):
+    """Ask chargepoint to stop every service and exit with the update's exit code, so
+    ops/start.sh installs the packages staged for `kind` (the FOTA job sends it)."""
+
+    kind: UpdateKind
+
+
+# ---- diag -----------------------------------------------------------------------------
+
+
+class DiagCheck(Message):
+    """One self-test result: a device judged by what its owner publishes, or a service."""
+
+    kind: Literal["meter", "io_module", "service"]
+    subject: str = Field(description="meter name ('connector1'), 'io_module', or service name")
+    state: CheckState
+    age_s: float | None = Field(default=None, description="age of the value judged, s; None if missing")
+
+    @property
+    def name(self) -> str:
+        """Stable id of the check, e.g. 'meter:connector1' (log lines, change tracking)."""
+        return f"{self.kind}:{self.subject}"
+
+
+class DiagReport(Message):
+    """diag's latest self-test of every configured device and supervised service."""
+
+    ok: bool = Field(description="every check is ok")
+    checks: tuple[DiagCheck, ...]
+    at: datetime = Field(default_factory=utcnow)

@@ -5,5 +5,6 @@ from django.shortcuts import render
 
 
 def hmi(request: HttpRequest) -> HttpResponse:
-    """The kiosk page: no login, live data comes over the /ws/hmi/ websocket."""
+    """The kiosk page: no login; all live data comes over the /ws/hmi/ websocket, so the page
+    itself is static and can be reloaded at any time."""
     return render(request, "station/hmi.html")

@@ -15,6 +15,7 @@ from workers.smartw.station import StationLogic
 
 log = logging.getLogger(__name__)
 
+SHUTDOWN_RAMP_S = 1.0  # on shutdown the meter may be gone already: do not wait long for it
 CARD_MAX_AGE_S = 10.0  # a card read while smartw was down must not start a session later
 
 
@@ -63,7 +64,8 @@ class SmartwService(Service):
         await logic.requests.drain()
         for connector in logic.connectors.values():
             if connector.session is not None:
-                await logic.control.stop(connector, StopReason.REBOOT, immediate=True)
+                await logic.control.stop(connector, StopReason.REBOOT, immediate=True,
+                                         ramp_timeout_s=SHUTDOWN_RAMP_S)
         await logic.hardware.open_all()
 
     async def _close_orphan_sessions(self) -> None:

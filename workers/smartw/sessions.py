@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
+from datetime import datetime
 
 from bus import Bus, contract
 from bus.enums import StopReason
@@ -50,6 +51,8 @@ class SessionControl:
             if not connector.plugged:
                 connector.pending = PendingStart(id_tag=id_tag)
                 return "plug_in_ev"
+            connector.meter = await self.bus.get(contract.METER, meter=f"connector{connector.id}") \
+                or connector.meter
             meter = connector.fresh_meter()
             if meter is None:
                 raise StartRefused("meter_unavailable")
@@ -80,7 +83,8 @@ class SessionControl:
                  session.session_id, id_tag, session.meter_start_wh)
 
     async def stop(self, connector: ConnectorRuntime, reason: StopReason, *,
-                   id_tag: str | None = None, immediate: bool = False) -> bool:
+                   id_tag: str | None = None, immediate: bool = False,
+                   ramp_timeout_s: float = RAMP_DOWN_TIMEOUT_S) -> bool:
         """End the running session; returns False if there was none. `immediate` (e-stop,
         lost IO) opens the contactor at once instead of after the ramp-down."""
         if immediate:
@@ -91,7 +95,7 @@ class SessionControl:
                 return False
             connector.stopping = True
             try:
-                await self._ramp_down_and_open(connector)
+                await self._ramp_down_and_open(connector, ramp_timeout_s)
                 await self._record_stop(connector, session, reason, id_tag)
             finally:
                 connector.session, connector.stopping = None, False
@@ -99,7 +103,7 @@ class SessionControl:
                 connector.finishing = connector.plugged
             return True
 
-    async def _ramp_down_and_open(self, connector: ConnectorRuntime) -> None:
+    async def _ramp_down_and_open(self, connector: ConnectorRuntime, timeout_s: float) -> None:
         """Offer no more power, wait until the meter shows none (so meterStop is the final
         register and the contactor never opens under load), then open."""
         requested_at = utcnow()
@@ -107,22 +111,23 @@ class SessionControl:
             await self.hardware.set_output(connector.id, False, 0.0)
         except HardwareError as error:
             log.error("connector %s: cannot disable controller: %s", connector.id, error)
-        await self._wait_for_zero_power(connector, requested_at)
+        await self._wait_for_zero_power(connector, requested_at, timeout_s)
         try:
             await self.hardware.set_contactor(connector.id, False)
         except HardwareError as error:
             log.error("connector %s: cannot open contactor: %s", connector.id, error)
 
-    async def _wait_for_zero_power(self, connector: ConnectorRuntime, since) -> None:
-        deadline = time.monotonic() + RAMP_DOWN_TIMEOUT_S
+    async def _wait_for_zero_power(self, connector: ConnectorRuntime, since: datetime,
+                                   timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             reading = await self.bus.get(contract.METER, meter=f"connector{connector.id}")
             if reading is not None and reading.at > since and abs(reading.power_w) < ZERO_POWER_W:
                 connector.meter = reading
                 return
             await asyncio.sleep(POLL_S)
-        log.warning("connector %s: power did not reach zero within %.0f s; opening anyway",
-                    connector.id, RAMP_DOWN_TIMEOUT_S)
+        log.warning("connector %s: power did not reach zero within %.1f s; opening anyway",
+                    connector.id, timeout_s)
 
     async def _record_stop(self, connector: ConnectorRuntime, session: ActiveSession,
                            reason: StopReason, id_tag: str | None) -> None:

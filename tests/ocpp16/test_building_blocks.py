@@ -1,0 +1,109 @@
+"""The pieces of ocpp16 that need no running service: payloads, settings, back-off, transport."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from websockets.asyncio.server import serve
+
+from bus.enums import StopReason
+from bus.messages import MeterReading, SessionStarted, SessionStopped
+from workers.ocpp16 import payloads
+from workers.ocpp16.protocol import StationChargePoint, unroutable_call_error
+from workers.ocpp16.settings import Ocpp16Settings, SettingsError
+from workers.ocpp16.wsconnect import Backoff, TransportError, TransportSettings, open_connection, redact
+
+
+def test_times_are_utc_with_milliseconds_and_z() -> None:
+    moment = datetime(2024, 1, 1, 14, 0, 0, 123_456, tzinfo=timezone(timedelta(hours=2)))
+    assert payloads.ocpp_time(moment) == "2024-01-01T12:00:00.123Z"
+    assert payloads.ocpp_time(datetime(2024, 1, 1, 12, 0)) == "2024-01-01T12:00:00.000Z"
+
+
+async def test_transaction_payloads_are_integer_wh_and_valid_ocpp() -> None:
+    at = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
+    start = payloads.start_transaction(SessionStarted(session_id="s", connector_id=2, id_tag="AB",
+                                                      meter_start_wh=1_234_567.5, at=at))
+    assert start == {"connectorId": 2, "idTag": "AB", "meterStart": 1_234_568,
+                     "timestamp": "2024-05-01T08:30:00.000Z"}
+    stop = payloads.stop_transaction(SessionStopped(session_id="s", connector_id=2, meter_stop_wh=99.4,
+                                                    reason=StopReason.EMERGENCY_STOP, at=at), 17)
+    assert stop == {"meterStop": 99, "timestamp": "2024-05-01T08:30:00.000Z", "reason": "EmergencyStop",
+                    "transactionId": 17}
+    for action, payload in (("StartTransaction", start), ("StopTransaction", stop)):
+        await payloads.check(action, payload)
+        assert payloads.to_call(action, payload).__class__.__name__ == action
+
+
+async def test_meter_values_carry_what_is_known_and_nothing_else() -> None:
+    at = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
+    reading = MeterReading(meter="connector1", energy_wh=5_000.4, power_w=11_000.25)
+    full = payloads.periodic_meter_values(1, None, at, reading, 55.5)
+    values = full["meterValue"][0]["sampledValue"]
+    assert [(v["measurand"], v["value"], v["unit"]) for v in values] == [
+        ("Energy.Active.Import.Register", "5000", "Wh"), ("Power.Active.Import", "11000.2", "W"),
+        ("SoC", "55.5", "Percent")]
+    assert "transactionId" not in full  # filled in by the queue once known
+    await payloads.check("MeterValues", full)
+    assert payloads.periodic_meter_values(1, 3, at, None, None) is None
+    only_soc = payloads.periodic_meter_values(1, 3, at, None, 80)
+    assert only_soc["transactionId"] == 3 and len(only_soc["meterValue"][0]["sampledValue"]) == 1
+
+
+async def test_invalid_payload_names_the_field() -> None:
+    with pytest.raises(payloads.InvalidPayload, match=r"\$\.idTag"):
+        await payloads.check("StartTransaction", {"connectorId": 1, "idTag": "X" * 21, "meterStart": 0,
+                                                  "timestamp": "2024-01-01T00:00:00.000Z"})
+
+
+def test_settings_come_from_env_with_bounds() -> None:
+    settings = Ocpp16Settings.build(csms_url="ws://h:1/ocpp/", charge_point_id="CP", connector_ids=(2, 1),
+                                    station_name="A very long station name indeed",
+                                    environ={"OCPP_METER_VALUE_SAMPLE_INTERVAL": "2.5",
+                                             "OCPP_WEBSOCKET_PING_INTERVAL": "0"})
+    assert settings.csms_url == "ws://h:1/ocpp" and settings.connector_ids == (1, 2)
+    assert settings.meter_value_sample_interval_s == 2.5 and settings.websocket_ping_interval_s is None
+    assert settings.transaction_message_attempts == 3 and len(settings.charge_point_model) == 20
+    for bad in ("ten", "-1"):
+        with pytest.raises(SettingsError, match="OCPP_METER_VALUE_SAMPLE_INTERVAL"):
+            Ocpp16Settings.build(csms_url="ws://h", charge_point_id="CP", connector_ids=(1,),
+                                 station_name="s", environ={"OCPP_METER_VALUE_SAMPLE_INTERVAL": bad})
+
+
+def test_backoff_grows_to_the_cap_with_a_random_part_and_resets() -> None:
+    backoff = Backoff(1.0, 8.0, rng=lambda: 1.0)
+    assert [backoff.next() for _ in range(5)] == [1.5, 3.0, 6.0, 12.0, 12.0]
+    backoff.reset()
+    assert Backoff(1.0, 8.0, rng=lambda: 0.0).next() == 1.0 and backoff.next() == 1.5
+
+
+def test_endpoint_percent_encodes_the_id_and_logs_hide_credentials() -> None:
+    settings = TransportSettings("ws://user:secret@csms.example:8080/ocpp/", "RDAM 123/A")
+    assert settings.endpoint == "ws://user:secret@csms.example:8080/ocpp/RDAM%20123%2FA"
+    assert redact(settings.endpoint) == "ws://csms.example:8080/ocpp/RDAM%20123%2FA"
+
+
+def test_calls_without_handler_get_the_ocpp_j_error_codes() -> None:
+    charge_point = StationChargePoint("CP", None, None, 5)  # type: ignore[arg-type]
+
+    def code(frame: str) -> str | None:
+        answer = unroutable_call_error(frame, charge_point)
+        return None if answer is None else json.loads(answer)[2]
+
+    assert code('[2,"1","FooBar",{}]') == "NotImplemented"  # not a 1.6 action
+    assert code('[2,"2","UnlockConnector",{"connectorId":1}]') == "NotSupported"  # no handler yet
+    assert code('[2,"3","RemoteStartTransaction",{"idTag":"A"}]') is None  # routed to the handler
+    assert code("not json") is None and code('[3,"4",{}]') is None
+
+
+async def test_a_server_that_does_not_select_ocpp16_is_refused() -> None:
+    async def handler(ws) -> None:
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:  # offers no subprotocol
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(TransportError, match="subprotocol"):
+            await asyncio.wait_for(open_connection(TransportSettings(f"ws://127.0.0.1:{port}", "CP")), 5)

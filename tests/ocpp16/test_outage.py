@@ -1,0 +1,87 @@
+"""A CSMS outage and an ocpp16 restart lose no transaction message and keep their order."""
+
+from __future__ import annotations
+
+import json
+
+from bus import Bus, contract
+from bus.enums import StopReason
+from bus.messages import MeterReading, SessionStarted, SessionStopped
+from tests.ocpp16.test_transactions import TRANSACTION_ACTIONS, transaction_calls
+from tests.support.waiting import async_wait_until
+from workers.sim.csms import Csms
+
+
+async def _link(bus: Bus):
+    return await bus.get(contract.OCPP_LINK)
+
+
+async def test_outage_and_restart_deliver_every_message_once_in_order(
+        bus: Bus, csms: Csms, start_ocpp16) -> None:
+    for connector_id in (1, 2):
+        name = f"connector{connector_id}"
+        await bus.set(contract.METER, MeterReading(meter=name, energy_wh=1_000 * connector_id, power_w=3_000),
+                      meter=name)
+    ocpp16 = start_ocpp16(csms.url)
+    await csms.wait_for_call("BootNotification")
+    await bus.publish(contract.SESSIONS, SessionStarted(session_id="s-1", connector_id=1, id_tag="AA01",
+                                                        meter_start_wh=1_000))
+    await csms.wait_for_call("StartTransaction")
+
+    await csms.stop()  # the CSMS goes away during the session
+    await async_wait_until(lambda: _disconnected(bus), what="ocpp16 noticing the outage")
+    await bus.publish(contract.SESSIONS, SessionStopped(session_id="s-1", connector_id=1, id_tag="AA01",
+                                                        meter_stop_wh=1_500, reason=StopReason.LOCAL))
+    await bus.publish(contract.SESSIONS, SessionStarted(session_id="s-2", connector_id=2, id_tag="BB02",
+                                                        meter_start_wh=2_000))
+    await async_wait_until(lambda: _queued_at_least(bus, 4), what="messages queued while offline")
+
+    assert await ocpp16.stopped() == 0  # ocpp16 restarts while the CSMS is still away
+    await bus.publish(contract.SESSIONS, SessionStopped(session_id="s-2", connector_id=2, meter_stop_wh=2_700,
+                                                        reason=StopReason.EV_DISCONNECTED))
+    start_ocpp16(csms.url)
+    await async_wait_until(lambda: _stop_recorded(bus, 2), what="the restarted ocpp16 recording s-2's stop")
+
+    await csms.start()  # same port
+    await csms.wait_for_call("StopTransaction", count=2, timeout_s=20)
+    await async_wait_until(lambda: _queued_at_least(bus, 0, connected=True, exactly=True),
+                           what="an empty queue")
+
+    calls = transaction_calls(csms)
+    keys = [(c.action, json.dumps(c.payload, sort_keys=True)) for c in calls]
+    assert len(keys) == len(set(keys)), "a message was delivered twice"
+    assert all(c.error_code is None for c in calls)
+    starts = [c for c in calls if c.action == "StartTransaction"]
+    stops = [c for c in calls if c.action == "StopTransaction"]
+    assert [s.payload["idTag"] for s in starts] == ["AA01", "BB02"]
+    assert [(s.payload["transactionId"], s.payload["meterStop"], s.payload["reason"]) for s in stops] == [
+        (1, 1_500, "Local"), (2, 2_700, "EVDisconnected")]
+    assert "idTag" not in stops[1].payload  # the station stopped it: no idTag
+    order = [(c.action, c.payload.get("transactionId")) for c in calls]
+    first_stop = order.index(("StopTransaction", 1))
+    first_start, second_start = (i for i, (action, _) in enumerate(order) if action == "StartTransaction")
+    assert first_start == 0 and first_stop < second_start
+    assert {o for o in order[1:first_stop]} <= {("MeterValues", 1)}
+    assert {o for o in order[second_start + 1:-1]} == {("MeterValues", 2)}  # sampled offline, id filled in
+    meter_times = [c.payload["meterValue"][0]["timestamp"] for c in calls if c.action == "MeterValues"]
+    assert meter_times == sorted(meter_times)
+    assert len(csms.calls("BootNotification")) == 2  # once per ocpp16 start, not per reconnect
+    assert {c.action for c in calls} == set(TRANSACTION_ACTIONS)
+
+
+async def _disconnected(bus: Bus) -> bool:
+    link = await _link(bus)
+    return link is not None and not link.connected
+
+
+async def _queued_at_least(bus: Bus, count: int, *, connected: bool = False, exactly: bool = False) -> bool:
+    link = await _link(bus)
+    if link is None or link.connected != connected:
+        return False
+    return link.queued_messages == count if exactly else link.queued_messages >= count
+
+
+async def _stop_recorded(bus: Bus, connector_id: int) -> bool:
+    link = await _link(bus)
+    gone = await bus.get(contract.OCPP_TRANSACTION, connector_id=connector_id) is None
+    return gone and link is not None and not link.connected

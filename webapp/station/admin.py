@@ -1,0 +1,61 @@
+"""The configurator (Django admin): charging sessions and the OCPP records, read-only.
+
+Sessions, transactions and the outbox are written by smartw and ocpp16 only (one writer per
+table) and session logs are never deleted, so the admin can look but never add, change or
+delete. The django-rq dashboard link comes from django_rq itself (RQ_SHOW_ADMIN_LINK).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from webapp.station.models import ChargingSession, OutboxMessage, Transaction
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """View-only: no add, change or delete, whatever the user's permissions."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ChargingSession)
+class ChargingSessionAdmin(ReadOnlyAdmin):
+    list_display = ("connector_id", "id_tag", "started_at", "stopped_at", "energy_kwh", "stop_reason")
+    list_filter = ("connector_id", "started_at", "stop_reason")
+    date_hierarchy = "started_at"
+    search_fields = ("id_tag", "session_id")
+    ordering = ("-started_at",)
+
+    @admin.display(description="energy, kWh", ordering="energy_wh")
+    def energy_kwh(self, session: ChargingSession) -> str:
+        return f"{session.energy_wh / 1000:.2f}"
+
+
+@admin.register(Transaction)
+class TransactionAdmin(ReadOnlyAdmin):
+    list_display = ("transaction_id", "connector_id", "id_tag", "started_at", "stopped_at",
+                    "stop_reason")
+    list_filter = ("connector_id", "started_at")
+    search_fields = ("id_tag", "session_id")
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(ReadOnlyAdmin):
+    list_display = ("id", "action", "state", "attempts", "created_at", "delivered_at")
+    list_filter = ("state", "action")
+
+
+admin.site.site_header = "Station configurator"
+admin.site.site_title = "Station configurator"
+
+from webapp.station import admin_jobs  # noqa: E402, F401  (the jobs pages register themselves)

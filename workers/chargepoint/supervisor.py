@@ -1,0 +1,181 @@
+"""The supervisor loop: start every service, watch exits and heartbeats, restart, stop.
+
+One tick every CHECK_PERIOD_S: reap exited children (restart after their backoff), read each
+child's heartbeat key, kill a hung one, publish the children's state (contract.SUPERVISOR).
+Process supervision needs no Redis: while Redis is down, exits are still restarted, and no
+child is judged by its heartbeat until Redis has been back for BUS_SETTLE_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from bus import contract
+from bus.messages import CommandResult, ExitForUpdateRequest, Heartbeat, SupervisorState
+from bus.service import REDIS_ERRORS, Service
+from webapp.env import REPO_ROOT
+from workers.chargepoint.child import STARTUP_GRACE_S, Child
+from workers.chargepoint.exit_codes import ExitCode
+from workers.chargepoint.services import ServiceSpec
+
+log = logging.getLogger(__name__)
+
+CHECK_PERIOD_S = 0.1  # kill -9 or a hang is noticed within this
+STATE_REFRESH_S = 1.0  # contract.SUPERVISOR is rewritten at least this often (its TTL is 3 s)
+CHILD_STOP_GRACE_S = 10.0  # SIGTERM -> SIGKILL for children when the station stops
+KILL_WAIT_S = 2.0  # how long to wait for SIGKILLed children to vanish
+BUS_SETTLE_S = 2.5  # > heartbeat TTL: after a Redis outage children need this to beat again
+BUS_IO_TIMEOUT_S = 1.0  # a Redis that stops answering must not stall the reaping of exits
+COMMAND_RETRY_S = 1.0
+
+
+class Supervisor(Service):
+    """chargepoint: one Child per service; `main()` returns the ExitCode."""
+
+    name = "chargepoint"
+    stop_grace_s = CHILD_STOP_GRACE_S + KILL_WAIT_S + 3.0  # the base cancels run() after this
+
+    def __init__(self, specs: Sequence[ServiceSpec], *, cwd: Path = REPO_ROOT,
+                 startup_grace_s: float = STARTUP_GRACE_S) -> None:
+        super().__init__()
+        self.children = [Child(spec, cwd, startup_grace_s=startup_grace_s) for spec in specs]
+        self.exit_code = ExitCode.STOP
+        self._bus_ok_since: float | None = None
+        self._bus_failing = False
+        self._bad_beats: set[str] = set()
+        self._published: list[object] | None = None
+        self._published_at = 0.0
+
+    def main(self) -> int:
+        super().main()
+        return int(self.exit_code)
+
+    async def run(self) -> None:
+        commands = asyncio.create_task(self._serve_commands(), name="chargepoint.commands")
+        try:
+            await self._supervise(commands)
+            await self._stop_children()
+        finally:
+            for child in self.children:  # no-op after a clean stop; SIGKILL on a crash or cancel
+                child.kill()
+            commands.cancel()
+
+    async def _supervise(self, commands: asyncio.Task[None]) -> None:
+        names = ", ".join(child.name for child in self.children)
+        log.info("chargepoint (pid %s) starting: %s", os.getpid(), names)
+        while not self.stopping.is_set():
+            await self._tick(time.monotonic())
+            if commands.done() and not commands.cancelled():
+                commands.result()  # re-raises a bug in the command server: crash, exit 1
+            await self.sleep(CHECK_PERIOD_S)
+
+    async def _tick(self, now: float) -> None:
+        for child in self.children:
+            child.reap(now)
+            if not self.stopping.is_set():
+                child.start_if_due(now)
+        beats = await self._read_beats(now)
+        if beats is not None:
+            settled = self._bus_ok_since is not None and now - self._bus_ok_since >= BUS_SETTLE_S
+            for child in self.children:
+                beat = beats.get(child.name)
+                child.observe(now, beat)
+                if settled and child.is_hung(now, beat):
+                    child.kill_as_hung()
+        await self._publish_state(now)
+
+    # ---- bus I/O: every Redis error of the supervisor is handled in these methods ----
+
+    async def _read_beats(self, now: float) -> dict[str, Heartbeat | None] | None:
+        """Every child's heartbeat, or None while Redis cannot be read."""
+        beats: dict[str, Heartbeat | None] = {}
+        try:
+            async with asyncio.timeout(BUS_IO_TIMEOUT_S):
+                for child in self.children:
+                    beats[child.name] = await self._read_beat(child.name)
+        except (*REDIS_ERRORS, TimeoutError) as error:
+            self._bus_failed(error)
+            return None
+        if self._bus_failing:
+            log.info("Redis readable again; judging heartbeats in %.1f s", BUS_SETTLE_S)
+            self._bus_failing = False
+        if self._bus_ok_since is None:
+            self._bus_ok_since = now
+        return beats
+
+    async def _read_beat(self, name: str) -> Heartbeat | None:
+        try:
+            beat = await self.bus.get(contract.HEARTBEAT, service=name)
+        except ValidationError as error:
+            if name not in self._bad_beats:
+                log.error("heartbeat of %s is malformed, treated as missing: %s", name, error)
+            self._bad_beats.add(name)
+            return None
+        self._bad_beats.discard(name)
+        return beat
+
+    def _bus_failed(self, error: Exception) -> None:
+        (log.debug if self._bus_failing else log.error)(
+            "cannot read heartbeats from Redis (%s); supervising exits only", error or "timeout")
+        self._bus_failing = True
+        self._bus_ok_since = None
+
+    async def _publish_state(self, now: float, *, force: bool = False) -> None:
+        children = [child.state() for child in self.children]
+        comparable: list[object] = [c.model_dump(exclude={"started_at"}) for c in children]
+        if not force and comparable == self._published and now - self._published_at < STATE_REFRESH_S:
+            return
+        try:
+            async with asyncio.timeout(BUS_IO_TIMEOUT_S):
+                await self.bus.set(contract.SUPERVISOR, SupervisorState(pid=os.getpid(), children=children))
+        except (*REDIS_ERRORS, TimeoutError) as error:
+            log.debug("cannot publish children state: %s", error or "timeout")
+            return
+        self._published, self._published_at = comparable, now
+
+    async def _serve_commands(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                await self.bus.serve(contract.EXIT_FOR_UPDATE, self._exit_for_update, stop=self.stopping)
+            except REDIS_ERRORS as error:
+                log.debug("command server lost Redis: %s", error)
+                await self.sleep(COMMAND_RETRY_S)
+
+    # ---- commands and stop --------------------------------------------------------
+
+    async def _exit_for_update(self, request: ExitForUpdateRequest) -> CommandResult:
+        if self.stopping.is_set():
+            return CommandResult(accepted=False, reason="already_stopping")
+        self.exit_code = ExitCode.for_update(request.kind)
+        log.warning("update %s requested: stopping every service, then exiting with code %s",
+                    request.kind, int(self.exit_code))
+        self.stopping.set()
+        return CommandResult(accepted=True, reason="stopping")
+
+    async def _stop_children(self) -> None:
+        """SIGTERM every child, wait up to CHILD_STOP_GRACE_S, SIGKILL the rest."""
+        running = [child for child in self.children if child.running]
+        log.info("stopping %d service(s)", len(running))
+        for child in self.children:
+            child.terminate()
+        await self._wait_all_exited(CHILD_STOP_GRACE_S)
+        for child in self.children:
+            child.kill()
+        await self._wait_all_exited(KILL_WAIT_S)
+        now = time.monotonic()
+        for child in self.children:
+            child.reap(now)
+        await self._publish_state(now, force=True)
+        log.info("every service stopped")
+
+    async def _wait_all_exited(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while any(child.running for child in self.children) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)

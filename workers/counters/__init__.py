@@ -1,0 +1,1 @@
+"""The `counters` service: polls every energy meter and publishes its readings."""

@@ -1,0 +1,18 @@
+"""Which function runs each job kind. Frozen at import; a kind without a handler fails loudly
+at start-up rather than when an operator first asks for it (STYLE habit 13)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from workers.jobs import archive
+from workers.jobs.base import Handler, JobKind
+
+HANDLERS: Mapping[JobKind, Handler] = MappingProxyType({
+    JobKind.DIAGNOSTICS_ARCHIVE: archive.build_archive,
+})
+
+_missing = set(JobKind) - set(HANDLERS)
+if _missing:
+    raise RuntimeError(f"job kinds without a handler: {sorted(_missing)}")

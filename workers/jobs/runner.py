@@ -1,0 +1,153 @@
+"""Runs jobs so that each leaves a record (STYLE habit 11, after NetBox `core/models/jobs.py`).
+
+- `submit` writes the JobRecord row first and enqueues the RQ job when the transaction commits,
+  so the worker never looks for a row that is not there yet;
+- `perform` (the RQ entry point) claims the row, runs the kind's handler, and records the end:
+  `finished` with the result file, `failed` with the reason of a `JobFailed`, or `errored`
+  with the traceback of anything else;
+- `run_sync` runs a job in the calling process (CLI, tests) with the same bookkeeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+import uuid
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+import django_rq
+import redis.exceptions
+from django.db import connections, transaction
+from django.utils import timezone
+from rq.job import Job
+
+from webapp.station.models import JobRecord
+from workers.jobs.base import Handler, JobFailed, JobKind, JobLog, append_line
+from workers.jobs.registry import HANDLERS
+
+log = logging.getLogger(__name__)
+
+QUEUE = "default"  # a key of settings.RQ_QUEUES
+Status = JobRecord.Status
+
+
+class JobErrored(Exception):
+    """Raised to RQ after a crash was recorded, so RQ's failed-job registry shows it too."""
+
+
+def submit(kind: JobKind, params: dict[str, Any], *, at: datetime | None = None) -> JobRecord:
+    """Write the row, then enqueue on commit (at once outside a transaction); `at` = run later
+    (the worker's scheduler enqueues it then). A Redis outage ends the row `failed`."""
+    record = JobRecord.objects.create(kind=JobKind(kind), params=params, rq_job_id=uuid.uuid4().hex)
+    transaction.on_commit(partial(_enqueue, record.pk, record.rq_job_id, at))
+    return record
+
+
+def _enqueue(record_id: int, job_id: str, at: datetime | None) -> None:
+    queue = django_rq.get_queue(QUEUE, commit_mode="auto")  # we already wait for the commit
+    try:
+        if at is None:
+            queue.enqueue(perform, record_id, job_id=job_id)
+        else:
+            queue.enqueue_at(at, perform, record_id, job_id=job_id)
+    except redis.exceptions.RedisError as error:
+        log.error("job #%s not queued: %s", record_id, error)
+        _end(record_id, Status.FAILED, f"not queued: the job queue (Redis) is unavailable: {error}")
+
+
+def perform(record_id: int) -> str:
+    """RQ entry point: run the recorded job; returns its final status."""
+    record = JobRecord.objects.get(pk=record_id)
+    status = execute(record)
+    if status == Status.ERRORED:
+        raise JobErrored(f"job #{record_id} ({record.kind}) crashed; its traceback is in the JobRecord log")
+    return status
+
+
+def run_sync(kind: JobKind, params: dict[str, Any]) -> JobRecord:
+    """Run a job here and now (CLI, tests); returns the row in its final state."""
+    record = JobRecord.objects.create(kind=JobKind(kind), params=params)
+    execute(record)
+    record.refresh_from_db()
+    return record
+
+
+def execute(record: JobRecord) -> str:
+    """Claim the row and run its handler. A crash is recorded (errored + traceback) and logged,
+    not raised: the row is the job's outcome for every caller."""
+    claimed = JobRecord.objects.filter(pk=record.pk, status=Status.QUEUED).update(
+        status=Status.RUNNING, started_at=timezone.now())
+    if not claimed:
+        current = JobRecord.objects.values_list("status", flat=True).get(pk=record.pk)
+        log.warning("job #%s not run: it is %s, not queued", record.pk, current)
+        return current
+    job = JobLog(record.pk, record.kind)
+    try:
+        result_file = _handler(record.kind)(job, dict(record.params))
+    except JobFailed as error:
+        job.error("failed: %s", error)
+        _end(record.pk, Status.FAILED)
+        return Status.FAILED
+    except Exception:
+        log.exception("job %s #%s crashed", record.kind, record.pk)
+        job.error("crashed:\n%s", traceback.format_exc())
+        _end(record.pk, Status.ERRORED)
+        return Status.ERRORED
+    _end(record.pk, Status.FINISHED, result_file=result_file)
+    job.info("finished%s", f": {result_file}" if result_file else "")
+    return Status.FINISHED
+
+
+def _handler(kind: str) -> Handler:
+    try:
+        return HANDLERS[JobKind(kind)]
+    except ValueError as error:
+        raise JobFailed(f"unknown job kind {kind!r} (known: {', '.join(JobKind)})") from error
+
+
+def _end(record_id: int, status: Status, reason: str = "", *, result_file: str = "") -> None:
+    changes: dict[str, Any] = {"status": status, "finished_at": timezone.now(), "result_file": result_file}
+    if reason:
+        changes["log"] = append_line(logging.ERROR, reason)
+    JobRecord.objects.filter(pk=record_id).update(**changes)
+
+
+# ---- recovery: jobs whose process died -----------------------------------------------------
+
+
+def recover_interrupted() -> int:
+    """Mark rows left `running` by a previous jobs process as errored. The station runs one
+    jobs worker, so at its start no job can really be running. Returns how many were marked."""
+    count = JobRecord.objects.filter(status=Status.RUNNING).update(
+        status=Status.ERRORED, finished_at=timezone.now(),
+        log=append_line(logging.ERROR, "interrupted: the jobs service stopped while the job ran"))
+    if count:
+        log.error("%d job(s) were interrupted by the previous jobs process", count)
+    return count
+
+
+def on_work_horse_killed(job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
+    """RQ hook in the worker process when the forked job process died (killed, out of memory,
+    segfault) before it could record its end: record it for the operator. Closes the database
+    connection after, so the next fork does not inherit it."""
+    record_id = _record_id(job)
+    if record_id is None:
+        return
+    how = (f"killed by signal {os.WTERMSIG(ret_val)}" if os.WIFSIGNALED(ret_val)
+           else f"exit status {os.waitstatus_to_exitcode(ret_val)}")
+    try:
+        JobRecord.objects.filter(pk=record_id, status__in=[Status.QUEUED, Status.RUNNING]).update(
+            status=Status.ERRORED, finished_at=timezone.now(),
+            log=append_line(logging.ERROR, f"the job's process died ({how})"))
+    finally:
+        connections.close_all()
+    log.error("job #%s: its process %s died (%s)", record_id, retpid, how)
+
+
+def _record_id(job: Job) -> int | None:
+    if job.func_name != f"{perform.__module__}.{perform.__name__}" or not job.args:
+        return None
+    return int(job.args[0])

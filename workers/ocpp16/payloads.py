@@ -1,0 +1,110 @@
+"""OCPP 1.6 payloads built from bus events, as the JSON the CSMS receives (camelCase).
+
+Transaction messages are stored in the outbox in this wire form, so what is queued is exactly
+what is sent (after the transactionId is filled in). Energy is always integer Wh from the
+meter's lifetime register (ocpp16.md §8: no kWh, no per-session counter); times are UTC with
+`Z` and milliseconds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from jsonschema.exceptions import ValidationError as SchemaValidationError
+from ocpp.charge_point import camel_to_snake_case
+from ocpp.exceptions import OCPPError
+from ocpp.messages import Call, validate_payload
+from ocpp.v16 import call
+from ocpp.v16.enums import Action, Location, Measurand, ReadingContext, UnitOfMeasure
+
+from bus.messages import MeterReading, SessionStarted, SessionStopped
+
+Payload = dict[str, Any]
+OCPP_VERSION = "1.6"
+TRANSACTION_ID = "transactionId"
+
+
+class InvalidPayload(ValueError):
+    """A payload we built does not conform to the OCPP 1.6 schema (e.g. an idTag > 20 chars)."""
+
+
+def ocpp_time(moment: datetime) -> str:
+    """`2024-01-01T12:00:00.000Z`: UTC, milliseconds, `Z` (naive times are taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def wh(value: float) -> int:
+    """Energy as the integer Wh OCPP wants for meterStart/meterStop."""
+    return round(value)
+
+
+def start_transaction(event: SessionStarted) -> Payload:
+    return {"connectorId": event.connector_id, "idTag": event.id_tag,
+            "meterStart": wh(event.meter_start_wh), "timestamp": ocpp_time(event.at)}
+
+
+def stop_transaction(event: SessionStopped, transaction_id: int | None) -> Payload:
+    """StopTransaction; without a known transactionId the outbox fills it in before sending."""
+    payload: Payload = {"meterStop": wh(event.meter_stop_wh), "timestamp": ocpp_time(event.at),
+                        "reason": str(event.reason)}
+    if event.id_tag:
+        payload["idTag"] = event.id_tag
+    if transaction_id is not None:
+        payload[TRANSACTION_ID] = transaction_id
+    return payload
+
+
+def _number(value: float) -> str:
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+
+
+def periodic_meter_values(connector_id: int, transaction_id: int | None, at: datetime,
+                          reading: MeterReading | None, soc: float | None) -> Payload | None:
+    """MeterValues (Sample.Periodic) for a running transaction; None when nothing is known."""
+    sampled: list[Payload] = []
+    context = str(ReadingContext.sample_periodic)
+    if reading is not None:
+        sampled.append({"value": str(wh(reading.energy_wh)), "context": context,
+                        "measurand": str(Measurand.energy_active_import_register),
+                        "unit": str(UnitOfMeasure.wh)})
+        sampled.append({"value": _number(reading.power_w), "context": context,
+                        "measurand": str(Measurand.power_active_import), "unit": str(UnitOfMeasure.w)})
+    if soc is not None:
+        sampled.append({"value": _number(soc), "context": context, "measurand": str(Measurand.soc),
+                        "location": str(Location.ev), "unit": str(UnitOfMeasure.percent)})
+    if not sampled:
+        return None
+    payload: Payload = {"connectorId": connector_id,
+                        "meterValue": [{"timestamp": ocpp_time(at), "sampledValue": sampled}]}
+    if transaction_id is not None:
+        payload[TRANSACTION_ID] = transaction_id
+    return payload
+
+
+def needs_transaction_id(action: str, session_id: str) -> bool:
+    """Messages of a session after its StartTransaction carry the CSMS's transactionId."""
+    return bool(session_id) and action != Action.start_transaction
+
+
+def to_call(action: str, payload: Payload) -> Any:
+    """The library's request dataclass for a stored wire payload."""
+    return getattr(call, action)(**camel_to_snake_case(payload))
+
+
+async def check(action: str, payload: Payload) -> None:
+    """Raise InvalidPayload when the CSMS would refuse the payload by schema: checked before it
+    is queued, so a bad message is reported at once and never blocks the queue."""
+    probe = dict(payload)
+    if action == Action.stop_transaction:  # required; the real one may be filled in later
+        probe.setdefault(TRANSACTION_ID, -1)
+    try:
+        await validate_payload(Call(str(uuid.uuid4()), action, probe), OCPP_VERSION)
+    except OCPPError as error:
+        schema_error = error.__cause__ or error.__context__
+        where = schema_error.json_path if isinstance(schema_error, SchemaValidationError) else "$"
+        raise InvalidPayload(f"{action} {where}: {error.details.get('cause', error.description)}") from error

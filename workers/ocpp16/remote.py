@@ -1,0 +1,79 @@
+"""RemoteStart/RemoteStopTransaction carried out over the bus (OCPP 1.6 §5.11, §5.12).
+
+Answered inside the library's `@on` handler: each is one bus request bounded by the command's
+timeout (5 s), short enough for the receive loop to wait (ocpp16.md §6.3); nothing here calls
+the CSMS. AuthorizeRemoteTxRequests is false for now (the remote idTag counts as authorised).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from bus import Bus, BusRequestError, contract
+from bus.enums import ConnectorStatus, StartSource, StopReason
+from bus.messages import StartRequest, StopRequest
+
+log = logging.getLogger(__name__)
+
+FREE_STATUSES = (ConnectorStatus.PREPARING, ConnectorStatus.AVAILABLE)  # in order of preference
+
+
+class BusRemoteControl:
+    """Implements protocol.RemoteControl with smartw's START/STOP commands."""
+
+    def __init__(self, bus: Bus, connector_ids: tuple[int, ...], accepted: Callable[[], bool]) -> None:
+        self._bus = bus
+        self._ids = connector_ids
+        self._accepted = accepted
+
+    async def remote_start(self, id_tag: str, connector_id: int | None) -> bool:
+        if not self._accepted():
+            log.warning("RemoteStartTransaction before registration was Accepted: rejected")
+            return False
+        if connector_id is None:
+            connector_id = await self._free_connector()
+            if connector_id is None:
+                log.info("RemoteStartTransaction without connector: none is free")
+                return False
+        elif connector_id not in self._ids:  # includes 0 (OCTT TC_027_CS)
+            log.info("RemoteStartTransaction for connector %s: not a connector of this station", connector_id)
+            return False
+        request = StartRequest(connector_id=connector_id, id_tag=id_tag, source=StartSource.REMOTE,
+                               authorized=True)
+        return await self._ask(contract.START, request)
+
+    async def remote_stop(self, transaction_id: int) -> bool:
+        if not self._accepted():
+            return False
+        for connector_id in self._ids:
+            running = await self._bus.get(contract.OCPP_TRANSACTION, connector_id=connector_id)
+            if running is not None and running.transaction_id == transaction_id:
+                return await self._ask(contract.STOP, StopRequest(connector_id=connector_id,
+                                                                  reason=StopReason.REMOTE))
+        log.info("RemoteStopTransaction %s: no such transaction running", transaction_id)
+        return False
+
+    async def _free_connector(self) -> int | None:
+        states = {}
+        for connector_id in self._ids:
+            state = await self._bus.get(contract.CONNECTOR, connector_id=connector_id)
+            if state is not None:
+                states[connector_id] = state.status
+        for wanted in FREE_STATUSES:
+            for connector_id in self._ids:
+                if states.get(connector_id) == wanted:
+                    return connector_id
+        return None
+
+    async def _ask(self, spec: contract.CommandSpec, request: StartRequest | StopRequest) -> bool:
+        try:
+            result = await self._bus.request(spec, request)
+        except (BusRequestError, RedisTimeoutError) as error:  # redis-py's 5 s socket timeout can win
+            log.warning("%s for connector %s failed: %s", spec.name, request.connector_id, error)
+            return False
+        if not result.accepted:
+            log.info("%s for connector %s refused: %s", spec.name, request.connector_id, result.reason)
+        return result.accepted

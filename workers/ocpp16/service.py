@@ -1,0 +1,193 @@
+"""The ocpp16 service: the station's OCPP 1.6-J charge point.
+
+Provides: the bus command contract.AUTHORIZE; keys contract.OCPP_LINK and OCPP_TRANSACTION.
+Requires: streams contract.SESSIONS and CONNECTOR_CHANGES, keys contract.STATION, CONNECTOR,
+METER; commands contract.START and STOP (smartw); tables Transaction and OutboxMessage (writer).
+
+Always running, online or not: the session recorder, the status watcher, the meter sampler
+and the AUTHORIZE server. Per connection (wsconnect reopens it forever): a fresh
+`CsmsConnection`; BootNotification once per process start until Accepted (a reconnect does not
+boot again, OCPP-J §5.4), then StatusNotifications, then the heartbeat, status changes and the
+transaction queue, all over that connection until it closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+
+from ocpp.v16 import call
+from ocpp.v16.enums import RegistrationStatus
+
+from bus import Service, contract
+from bus.enums import AuthorizationStatus
+from bus.messages import AuthorizeReply, AuthorizeRequest, OcppLink
+from workers.ocpp16.meter import MeterSampler
+from workers.ocpp16.protocol import CallFailure, CsmsCallError, CsmsConnection
+from workers.ocpp16.remote import BusRemoteControl
+from workers.ocpp16.sender import QueueSender
+from workers.ocpp16.sessions import SessionRecorder
+from workers.ocpp16.settings import Ocpp16Settings
+from workers.ocpp16.status import StatusReporter
+from workers.ocpp16.txkeys import TransactionKeys
+from workers.ocpp16.txqueue import TransactionQueue, db
+from workers.ocpp16.wsconnect import OcppSocket, TransportError, TransportSettings, redact, run_forever
+
+log = logging.getLogger(__name__)
+
+BOOT_RETRY_FIRST_S = 5.0  # BootNotification retry after a failure or an interval of 0, doubling
+BOOT_RETRY_MAX_S = 300.0
+DEFAULT_HEARTBEAT_S = 300  # when an Accepted BootNotification.conf says interval 0
+AUTHORIZE_MARGIN_S = 1.0  # answer the bus before the caller's AUTHORIZE timeout
+
+
+async def first_done(*jobs: Awaitable[object]) -> None:
+    """Run jobs together; when the first ends, cancel the rest and re-raise its error if any."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+
+class Ocpp16Service(Service):
+    name = "ocpp16"
+
+    def __init__(self, settings: Ocpp16Settings | None = None) -> None:
+        super().__init__()
+        self._given_settings = settings
+        self.connection: CsmsConnection | None = None
+        self.registration = "None"
+        self._heartbeat_s = float(DEFAULT_HEARTBEAT_S)
+        self._link_lock = asyncio.Lock()
+
+    @property
+    def accepted(self) -> bool:
+        return self.connection is not None and self.registration == RegistrationStatus.accepted
+
+    async def run(self) -> None:
+        settings = self.settings = self._given_settings or Ocpp16Settings.from_django()
+        self.queue = TransactionQueue(settings.transaction_message_attempts,
+                                      settings.transaction_message_retry_interval_s)
+        keys = TransactionKeys(self.bus)
+        self.sender = QueueSender(self.queue, keys, self.publish_link)
+        self.status = StatusReporter(self.bus, settings.connector_ids)
+        self.remote = BusRemoteControl(self.bus, settings.connector_ids, lambda: self.accepted)
+        recorder = SessionRecorder(self.bus, self.queue, keys, self._queued)
+        await keys.restore(settings.connector_ids)
+        await self.publish_link()
+        consumer = self.name  # stable, so entries left unacknowledged by a crash are read again
+        jobs: list[Awaitable[object]] = [
+            self.stopping.wait(), recorder.run(consumer), self.status.watch(consumer),
+            self.status.poll_station(), run_forever(self._transport(), self._on_open),
+            self.bus.serve(contract.AUTHORIZE, self.authorize, stop=self.stopping),
+        ]
+        if settings.meter_value_sample_interval_s > 0:
+            jobs.append(MeterSampler(self.bus, self.queue, settings.meter_value_sample_interval_s,
+                                     self._queued).run())
+        await first_done(*jobs)
+
+    def _transport(self) -> TransportSettings:
+        return TransportSettings(self.settings.csms_url, self.settings.charge_point_id,
+                                 ping_interval_s=self.settings.websocket_ping_interval_s,
+                                 max_delay_s=self.settings.reconnect_max_s,
+                                 first_delay_s=min(1.0, self.settings.reconnect_max_s))
+
+    async def _queued(self) -> None:
+        self.sender.wake()
+        await self.publish_link()
+
+    async def publish_link(self) -> None:
+        """Write OCPP_LINK; the lock keeps a slower writer from overwriting a newer count."""
+        async with self._link_lock:
+            await self.bus.set(contract.OCPP_LINK, OcppLink(
+                connected=self.connection is not None, registration=self.registration,  # type: ignore[arg-type]
+                csms_url=redact(self.settings.csms_url), queued_messages=await db(self.queue.pending_count)))
+
+    # ---- one connection ------------------------------------------------------------------
+
+    async def _on_open(self, socket: OcppSocket) -> None:
+        connection = CsmsConnection(socket, self.settings.charge_point_id, self.remote,
+                                    self.settings.message_timeout_s)
+        self.connection = connection
+        await self.publish_link()
+        try:
+            await first_done(connection.receive(), self._work(connection))
+        except CsmsCallError as error:
+            if error.failure is not CallFailure.OFFLINE:
+                raise
+            raise TransportError(str(error)) from error
+        finally:
+            connection.close()
+            self.connection = None
+            await self.publish_link()
+
+    async def _work(self, connection: CsmsConnection) -> None:
+        if self.registration != RegistrationStatus.accepted:
+            await self._boot(connection)
+            self.status.forget_sent()
+        else:
+            self.status.resync()
+        await self.status.flush(connection)
+        await first_done(self._heartbeat(connection), self.status.run(connection),
+                         self.sender.run(connection))
+
+    async def _boot(self, connection: CsmsConnection) -> None:
+        """BootNotification until Accepted; Pending/Rejected wait the interval the CSMS gave."""
+        retry_s = BOOT_RETRY_FIRST_S
+        request = call.BootNotification(charge_point_model=self.settings.charge_point_model,
+                                        charge_point_vendor=self.settings.charge_point_vendor)
+        while True:
+            try:
+                result = await connection.call(request)
+            except CsmsCallError as error:
+                if error.failure is CallFailure.OFFLINE:
+                    raise
+                log.warning("BootNotification failed (%s); retry in %.0f s", error, retry_s)
+                wait_s = retry_s
+            else:
+                self.registration = str(result.status)
+                await self.publish_link()
+                if result.status == RegistrationStatus.accepted:
+                    self._heartbeat_s = float(result.interval or DEFAULT_HEARTBEAT_S)
+                    log.info("BootNotification Accepted; heartbeat every %.0f s", self._heartbeat_s)
+                    return
+                wait_s = float(result.interval) if result.interval > 0 else retry_s
+                log.warning("BootNotification %s; next one in %.0f s", result.status, wait_s)
+            retry_s = min(retry_s * 2, BOOT_RETRY_MAX_S)
+            await asyncio.sleep(wait_s)
+
+    async def _heartbeat(self, connection: CsmsConnection) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            try:
+                await connection.call(call.Heartbeat())
+            except CsmsCallError as error:
+                if error.failure is CallFailure.OFFLINE:
+                    raise
+                log.warning("Heartbeat failed: %s", error)
+
+    # ---- bus command ---------------------------------------------------------------------
+
+    async def authorize(self, request: AuthorizeRequest) -> AuthorizeReply:
+        """Authorize.req when online and Accepted; offline the answer is Invalid for now (the
+        offline rules: local list, cache, AllowOfflineTxForUnknownId, are a later issue)."""
+        connection = self.connection
+        if connection is None or not self.accepted:
+            log.info("Authorize %s while offline: Invalid", request.id_tag)
+            return AuthorizeReply(status=AuthorizationStatus.INVALID)
+        timeout_s = min(self.settings.message_timeout_s, contract.AUTHORIZE.timeout_s - AUTHORIZE_MARGIN_S)
+        try:
+            result = await connection.call(call.Authorize(id_tag=request.id_tag), timeout_s=timeout_s)
+        except CsmsCallError as error:
+            log.warning("Authorize %s failed (%s): Invalid", request.id_tag, error)
+            return AuthorizeReply(status=AuthorizationStatus.INVALID)
+        status = AuthorizationStatus(result.id_tag_info["status"])
+        log.info("Authorize %s: %s", request.id_tag, status)
+        return AuthorizeReply(status=status)

@@ -1,0 +1,1 @@
+"""The `rfid` service: reads the card reader, publishes each card presentation once."""
