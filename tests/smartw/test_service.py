@@ -24,11 +24,8 @@ from bus.messages import (
 )
 from tests.sim.processes import ServiceProcess, SimStation
 from tests.support.database import query, sqlite_url
+from tests.support.hardware import read_connector_hardware
 from tests.support.waiting import async_wait_until
-from workers.common.station_config import load_station_config
-from workers.drivers.io_module import IoModule
-from workers.drivers.meter import MeterDriver
-from workers.drivers.modbus_hub import open_hubs
 from workers.rfid.service import REPEAT_WINDOW_S
 
 CARD = "0A00B1C2D3"
@@ -107,22 +104,6 @@ async def connector(bus: Bus, connector_id: int, status: ConnectorStatus,
     return await async_wait_until(reached, timeout_s=timeout_s, what=f"connector {connector_id} {status}")
 
 
-async def read_hardware(sim_station: SimStation, connector_id: int) -> tuple[bool, float]:
-    """(contactor closed, meter energy Wh) read over Modbus, as a technician's tool would."""
-    config = load_station_config(sim_station.files.config, data_dir=Path("."))
-    hubs = open_hubs(config)
-    try:
-        io = IoModule.from_config(config, hubs)
-        coil = config.connector(connector_id).contactor_coil
-        closed = (await io.read_coils(coil))[0]
-        meter = config.connector(connector_id).meter
-        snapshot = await MeterDriver(hubs[meter.bus], meter.device_id, meter.model).poll()
-        return closed, snapshot.energy_wh
-    finally:
-        for hub in hubs.values():
-            await hub.close()
-
-
 async def test_a_card_starts_charging_and_the_same_card_stops_at_the_final_meter_reading(
         bus: Bus, ocpp: FakeOcpp, sim_station: SimStation, services: Path) -> None:
     await connector(bus, 1, ConnectorStatus.AVAILABLE)
@@ -134,7 +115,7 @@ async def test_a_card_starts_charging_and_the_same_card_stops_at_the_final_meter
     assert (started.connector_id, started.id_tag) == (1, CARD)
     charging = await connector(bus, 1, ConnectorStatus.CHARGING)
     assert charging.session_id == started.session_id
-    assert (await read_hardware(sim_station, 1))[0] is True
+    assert (await read_connector_hardware(sim_station.files.config, 1)).contactor_closed
 
     async def drawing_past_the_readers_repeat_window():
         state = await bus.get(contract.CONNECTOR, connector_id=1)
@@ -146,9 +127,9 @@ async def test_a_card_starts_charging_and_the_same_card_stops_at_the_final_meter
     stopped = await ocpp.event(SessionStopped)
     assert (stopped.reason, stopped.id_tag) == (StopReason.LOCAL, CARD)
     assert stopped.session_id == started.session_id
-    closed, energy_wh = await read_hardware(sim_station, 1)
-    assert closed is False
-    assert stopped.meter_stop_wh == energy_wh > started.meter_start_wh
+    hardware = await read_connector_hardware(sim_station.files.config, 1)
+    assert not hardware.contactor_closed
+    assert stopped.meter_stop_wh == hardware.meter_energy_wh > started.meter_start_wh
     await connector(bus, 1, ConnectorStatus.FINISHING)
 
     [row] = query(services, "SELECT * FROM station_chargingsession")
@@ -185,7 +166,7 @@ async def test_estop_opens_the_contactor_and_ends_the_session_as_emergency_stop(
     await sim(bus, action="estop", pressed=True)
     faulted = await connector(bus, 2, ConnectorStatus.FAULTED, timeout_s=2)
     assert faulted.info == "estop"
-    assert (await read_hardware(sim_station, 2))[0] is False
+    assert not (await read_connector_hardware(sim_station.files.config, 2)).contactor_closed
     stopped = await ocpp.event(SessionStopped)
     assert stopped.reason is StopReason.EMERGENCY_STOP
     refused = await bus.request(contract.START, StartRequest(connector_id=1, source=StartSource.HMI))

@@ -55,6 +55,7 @@ class ReceivedCall:
     at: datetime
     answered: bool = False
     error_code: str | None = None  # the CALLERROR code we answered with, if any
+    response: Any = None  # the CALLRESULT payload we answered with (e.g. the transactionId given)
 
 
 @dataclass
@@ -350,6 +351,8 @@ class Csms:
         for received in reversed(self.received):
             if received.charge_point_id == charge_point_id and received.unique_id == message[1]:
                 received.answered = True
+                if message[0] == CALLRESULT:
+                    received.response = message[2]
                 if message[0] == CALLERROR:
                     received.error_code = message[2]
                     log.warning("%s: answered %s with CALLERROR %s: %s", charge_point_id,

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 RAMP_DOWN_TIMEOUT_S = 4.0  # longest wait for the power to reach zero before opening
 ZERO_POWER_W = 50.0  # below this the contactor may open (metering noise)
 POLL_S = 0.1
+METER_WAIT_S = 3.0  # longest wait for a first meter reading before a start is refused
 
 
 class StartRefused(Exception):
@@ -51,9 +52,7 @@ class SessionControl:
             if not connector.plugged:
                 connector.pending = PendingStart(id_tag=id_tag)
                 return "plug_in_ev"
-            connector.meter = await self.bus.get(contract.METER, meter=f"connector{connector.id}") \
-                or connector.meter
-            meter = connector.fresh_meter()
+            meter = await self._fresh_meter(connector)
             if meter is None:
                 raise StartRefused("meter_unavailable")
             try:
@@ -65,6 +64,18 @@ class SessionControl:
                 raise StartRefused("hardware_error") from error
             await self._record_start(connector, id_tag, meter)
             return "charging"
+
+    async def _fresh_meter(self, connector: ConnectorRuntime) -> MeterReading | None:
+        """The meter's latest reading; right after start-up counters may not have polled yet,
+        so wait up to METER_WAIT_S for a first one rather than refuse the start."""
+        deadline = time.monotonic() + METER_WAIT_S
+        while True:
+            connector.meter = await self.bus.get(contract.METER, meter=f"connector{connector.id}") \
+                or connector.meter
+            meter = connector.fresh_meter()
+            if meter is not None or time.monotonic() > deadline:
+                return meter
+            await asyncio.sleep(POLL_S)
 
     async def _record_start(self, connector: ConnectorRuntime, id_tag: str, meter: MeterReading) -> None:
         session = ActiveSession(session_id=uuid.uuid4().hex, id_tag=id_tag, started_at=utcnow(),

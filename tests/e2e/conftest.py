@@ -1,0 +1,36 @@
+"""End-to-end fixtures: the whole station (`chargepoint --sim`) against a real CSMS."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from tests.support.browser import browser_page  # noqa: F401  (fixture)
+from tests.support.station import Station, start_station  # noqa: F401  (fixture)
+from workers.sim.csms import Csms, CsmsBehaviour
+
+CHARGE_POINT_ID = "E2E-0001"
+METER_VALUE_SAMPLE_INTERVAL_S = "1"
+
+
+@pytest.fixture
+async def csms() -> AsyncIterator[Csms]:
+    server = Csms(port=0, behaviour=CsmsBehaviour(heartbeat_interval_s=60))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def station(csms: Csms, start_station: Callable[..., Station],  # noqa: F811
+                  monkeypatch: pytest.MonkeyPatch) -> Station:
+    """The whole station, booted at the CSMS. Started in a thread: the CSMS runs on this
+    test's event loop and must keep answering while the station starts."""
+    monkeypatch.setenv("OCPP_METER_VALUE_SAMPLE_INTERVAL", METER_VALUE_SAMPLE_INTERVAL_S)
+    started = await asyncio.to_thread(start_station, csms.url, charge_point_id=CHARGE_POINT_ID)
+    await csms.wait_for_call("BootNotification", timeout_s=30)
+    return started
