@@ -20,6 +20,7 @@ import redis.exceptions
 from bus import contract
 from bus.client import Bus
 from bus.messages import Heartbeat
+from bus.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Service(ABC):
         self.bus: Bus
         self.stopping: asyncio.Event
         self._run_task: asyncio.Task[None] | None = None
+        self._canceller: asyncio.Task[bool] | None = None
 
     @abstractmethod
     async def run(self) -> None:
@@ -93,13 +95,16 @@ class Service(ABC):
         task = self._run_task
         if self.stopping.is_set():
             log.warning("%s: second stop signal, cancelling now", self.name)
-            if task:
-                task.cancel()
+            self._cancel_run(task)
             return
         log.info("%s: stop requested, finishing work in hand", self.name)
         self.stopping.set()
         if task:
-            asyncio.get_running_loop().call_later(self.stop_grace_s, task.cancel)
+            asyncio.get_running_loop().call_later(self.stop_grace_s, self._cancel_run, task)
+
+    def _cancel_run(self, task: asyncio.Task[None] | None) -> None:
+        if task is not None and not task.done():
+            self._canceller = asyncio.create_task(cancel_and_wait([task]))
 
     async def _heartbeat_loop(self) -> None:
         failing = False

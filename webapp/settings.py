@@ -88,6 +88,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = STATION_ENV.data_dir / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns at every start when it is missing
 STATICFILES_DIRS = [("hmi", REPO_ROOT / "hmi_static")]
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG

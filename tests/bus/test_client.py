@@ -9,6 +9,7 @@ import pytest
 from bus import Bus, BusRequestError, contract
 from bus.enums import ConnectorStatus, ReplyError, Standard, StartSource, StopReason
 from bus.messages import (
+    AuthorizeRequest,
     CardPresented,
     CommandResult,
     ConnectorState,
@@ -131,3 +132,10 @@ async def _wait_for_group(bus: Bus, command: str) -> None:
         return bool(await bus.redis.exists(stream) and await bus.redis.xinfo_groups(stream))
 
     await async_wait_until(has_group, timeout_s=5, what="the server's consumer group")
+
+
+async def test_a_wait_longer_than_redis_default_read_timeout_still_ends_as_bus_timeout(bus: Bus) -> None:
+    """redis-py's default socket timeout (5 s) must not cut a longer command wait short."""
+    with pytest.raises(BusRequestError) as caught:
+        await bus.request(contract.AUTHORIZE, AuthorizeRequest(id_tag="X"), timeout_s=5.5)
+    assert caught.value.code is ReplyError.TIMEOUT

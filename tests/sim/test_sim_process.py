@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 import serial
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusTcpClient, ModbusTcpClient
 
 from bus import Bus, contract
 from bus.messages import CommandResult, SimAction
 from tests.sim.processes import ServiceProcess, SimStation, service_env, write_station_toml
 from tests.support.waiting import async_wait_until, wait_until
+from workers.common.redis_server import free_port, is_listening, start_redis
 
 IO, CCS_METER, AC_METER, CCS_CTRL, AC_CTRL = 10, 1, 2, 21, 22
 STATE_A, STATE_B, STATE_C = 0, 1, 2
@@ -191,6 +192,28 @@ def test_sim_removes_its_reader_link_when_it_stops(sim_station: SimStation) -> N
     assert link.is_symlink() and str(link.readlink()).startswith("/dev/pts/")
     assert sim_station.process.stop() == 0
     assert not link.exists() and not link.is_symlink()
+
+
+def test_sim_keeps_its_devices_while_redis_is_down_and_cleans_up_when_stopped(tmp_path) -> None:
+    """Hardware does not notice the station's bus: Modbus keeps answering without Redis, and
+    the reader's link is still removed when the simulator stops during the outage."""
+    port = free_port()
+    redis_process = start_redis(port, tmp_path / "redis")
+    files = write_station_toml(tmp_path)
+    env = {**service_env(files), "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    process = ServiceProcess("workers.sim", env, tmp_path / "sim.log")
+    try:
+        wait_until(lambda: is_listening("127.0.0.1", files.modbus_port) and files.rfid_link.is_symlink(),
+                   timeout_s=15, what="the simulator to listen")
+        redis_process.terminate()
+        redis_process.wait(timeout=10)
+        wait_until(lambda: "lost Redis" in process.output(), timeout_s=15, what="the sim to notice")
+        with ModbusTcpClient("127.0.0.1", port=files.modbus_port) as client:
+            assert client.read_input_registers(0, count=5, device_id=CCS_CTRL).registers[0] == STATE_A
+    finally:
+        redis_process.kill()
+        assert process.stop() == 0, process.output()
+    assert not files.rfid_link.is_symlink(), process.output()
 
 
 def test_sim_refuses_wiring_it_cannot_serve(redis_client, tmp_path) -> None:

@@ -26,14 +26,6 @@ START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 
 
-@pytest.fixture(scope="session", autouse=True)
-def static_root() -> None:
-    """What the web service does at start: STATIC_ROOT exists (whitenoise warns otherwise)."""
-    from webapp.asgi import prepare_static
-
-    prepare_static()
-
-
 @dataclass
 class FakeSmartw:
     """Answers START/STOP like smartw would, and records what it was asked."""

@@ -23,6 +23,7 @@ from bus.contract import StreamSpec
 from bus.enums import StartSource, StopReason
 from bus.messages import AuthResult, ConnectorState, StartRequest, StopRequest
 from bus.service import REDIS_ERRORS
+from bus.tasks import cancel_and_wait
 from webapp.station.bus_state import read_connector, read_snapshot, read_station, station_config
 from webapp.station.hmi_messages import (
     ACTION_ADAPTER,
@@ -46,7 +47,6 @@ TAIL_BLOCK_MS = 1000
 POSITION_BLOCK_MS = 1  # shortest XREAD block: only learn where a stream ends now
 CLOSE_BUS_LOST = 1011  # websocket close code "internal error": the page reconnects
 DETAIL_MAX = 200  # characters of an error's detail sent to the page
-CANCEL_REPEAT_S = 0.05  # a feed still running after a cancel is cancelled again this often
 STOP_FEEDS_S = 5.0  # the feeds of a closed socket must end within this
 
 Forward = Callable[[list[Delivery]], Awaitable[None]]
@@ -87,19 +87,9 @@ class HmiConsumer(AsyncJsonWebsocketConsumer):
             await self.bus.close()
 
     async def _stop_feeds(self) -> None:
-        """Cancel the feeds, again until they end: on Python 3.11 a cancel can be lost inside
-        redis-py (its asyncio.wait_for returns the result when the send finished just as the
-        cancel came), and the feed would then run on after its socket closed."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + STOP_FEEDS_S
-        pending = set(self.tasks)
-        while pending and loop.time() < deadline:
-            for task in pending:
-                task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=CANCEL_REPEAT_S)
-        if pending:
-            log.error("%d HMI feeds still running %.0f s after their socket closed",
-                      len(pending), STOP_FEEDS_S)
+        """The feeds end with their socket (bus.tasks says why a plain cancel is not enough)."""
+        if not await cancel_and_wait(self.tasks, within_s=STOP_FEEDS_S):
+            log.error("HMI feeds still running after their socket closed")
 
     async def send_payload(self, payload: BaseModel) -> None:
         """The one sender: every message to the page is an `HmiPayload` as JSON."""

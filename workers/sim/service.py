@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bus import Service, contract
-from bus.service import REDIS_ERRORS
 from workers.common.station_config import ConfigError, StationConfig, load_from_settings
 from workers.sim.commands import SimCommands
 from workers.sim.rfid_port import RfidLinkError, SimulatedReader
@@ -50,11 +49,16 @@ class SimHardware:
         return cls(station, reader, SimCommands(station, reader))
 
     async def stop(self) -> None:
-        await self.station.stop()
+        """The reader's link first: it is what a restarting simulator or rfid trips over."""
         self.reader.close()
+        await self.station.stop()
 
 
 class SimService(Service):
+    """The devices start with the first `run()` and live in the physics task, which stops
+    them when the service stops; a lost Redis ends `run()` (the base class calls it again)
+    but leaves the devices up, as hardware does not notice the station's bus."""
+
     name = "sim"
 
     def __init__(self) -> None:
@@ -68,19 +72,12 @@ class SimService(Service):
                                                    stop=self.stopping), name="sim.serve")
         try:
             done, _ = await asyncio.wait({serve, physics}, return_when=asyncio.FIRST_COMPLETED)
-            if physics in done:
-                physics.result()  # a crash of the physics loop ends the service
-            else:
-                serve.result()
-        except REDIS_ERRORS:
-            raise  # the base class reconnects and calls run() again; the devices stay up
-        except BaseException:
-            await self._stop_hardware()
-            raise
+            if serve in done:
+                serve.result()  # a Redis error propagates; the devices stay up
+            await physics  # stopping: the loop ends and stops the devices; a crash raises here
         finally:
             serve.cancel()
             await asyncio.gather(serve, return_exceptions=True)
-        await self._stop_hardware()
 
     async def _ensure_hardware(self) -> tuple[SimHardware, asyncio.Task[None]]:
         if self._hardware is None or self._physics is None:
@@ -91,26 +88,22 @@ class SimService(Service):
             except (ConfigError, SimConfigError, SimStartError, RfidLinkError) as error:
                 log.error("the simulator cannot start: %s", error)
                 raise
-            self._physics = asyncio.create_task(self._physics_loop(self._hardware.station),
+            self._physics = asyncio.create_task(self._physics_loop(self._hardware),
                                                 name="sim.physics")
         return self._hardware, self._physics
 
-    async def _physics_loop(self, station: SimStation) -> None:
+    async def _physics_loop(self, hardware: SimHardware) -> None:
+        """Move the world on every TICK_S until the service stops (or this task is cancelled
+        when the process ends), then stop the devices: the pty link never outlives the sim."""
         loop = asyncio.get_running_loop()
         last = last_save = loop.time()
-        while await self.sleep(TICK_S):
-            now = loop.time()
-            await station.tick(min(now - last, MAX_STEP_S))
-            last = now
-            if now - last_save >= SAVE_EVERY_S:
-                station.save()
-                last_save = now
-
-    async def _stop_hardware(self) -> None:
-        if self._physics is not None:
-            self._physics.cancel()
-            await asyncio.gather(self._physics, return_exceptions=True)
-            self._physics = None
-        if self._hardware is not None:
-            await self._hardware.stop()
-            self._hardware = None
+        try:
+            while await self.sleep(TICK_S):
+                now = loop.time()
+                await hardware.station.tick(min(now - last, MAX_STEP_S))
+                last = now
+                if now - last_save >= SAVE_EVERY_S:
+                    hardware.station.save()
+                    last_save = now
+        finally:
+            await hardware.stop()

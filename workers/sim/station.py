@@ -88,10 +88,10 @@ class SimStation:
             await self._show(connector, contactor_closed=False)
 
     async def stop(self) -> None:
+        self.save()
         for server in self.servers.values():
             await server.shutdown()
         self.servers.clear()
-        self.save()
 
     def save(self) -> None:
         """Keep the meters' registers for the next start (written atomically)."""
