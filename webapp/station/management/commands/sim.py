@@ -25,9 +25,7 @@ from workers.drivers.em4100 import FrameError, normalise_uid
 
 USAGE_ERROR = 2
 NOT_DONE = 1
-# Below redis-py 8's default 5 s socket timeout, so a missing simulator is a clean bus
-# timeout rather than a socket error; every sim action is answered within milliseconds.
-REPLY_TIMEOUT_S = 3.0
+REPLY_TIMEOUT_S = 3.0  # the simulator answers within milliseconds; do not keep an operator waiting
 
 
 def _percent(text: str) -> float:
