@@ -14,6 +14,16 @@ import redis
 from bus import Bus
 from workers.common.redis_server import start_redis
 
+# Shared fixtures live in plain modules; registering them here makes them available to every
+# test package without re-importing them (and without shadowing warnings) in each conftest.
+pytest_plugins = [
+    "tests.sim.processes",
+    "tests.support.browser",
+    "tests.support.csms",
+    "tests.support.database",
+    "tests.support.station",
+]
+
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:

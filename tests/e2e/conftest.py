@@ -3,32 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.support.browser import browser_page  # noqa: F401  (fixture)
 from tests.support.database import sqlite_url
-from tests.support.station import Station, start_station  # noqa: F401  (fixture)
-from workers.sim.csms import Csms, CsmsBehaviour
+from tests.support.station import Station
+from workers.sim.csms import Csms
 
 CHARGE_POINT_ID = "E2E-0001"
 METER_VALUE_SAMPLE_INTERVAL_S = "1"
 
 
 @pytest.fixture
-async def csms() -> AsyncIterator[Csms]:
-    server = Csms(port=0, behaviour=CsmsBehaviour(heartbeat_interval_s=60))
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
-async def station(csms: Csms, start_station: Callable[..., Station],  # noqa: F811
+async def station(csms: Csms, start_station: Callable[..., Station],
                   monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Station:
     """The whole station, booted at the CSMS, with a database of its own (chargepoint
     migrates it). Started in a thread: the CSMS runs on this test's event loop and must keep

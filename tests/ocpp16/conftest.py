@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -16,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.database import sqlite_url
 from webapp.env import REPO_ROOT
-from workers.sim.csms import Csms, CsmsBehaviour
 
 CHARGE_POINT_ID = "TEST CP/1"  # a space and a slash: the URL must percent-encode it
 STOP_TIMEOUT_S = 15.0
@@ -55,41 +54,6 @@ contactor_coil = 1
 meter = { bus = "tcp", device_id = 2, model = "sdm630" }
 controller = { bus = "tcp", device_id = 22 }
 """
-
-
-def _sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path}"
-
-
-@pytest.fixture(scope="session")
-def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An SQLite database with the station schema, migrated once per test session."""
-    folder = tmp_path_factory.mktemp("ocpp16-template")
-    path = folder / "template.sqlite3"
-    env = {**os.environ, "DATABASE_URL": _sqlite_url(path), "STATION_DATA_DIR": str(folder / "data")}
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=REPO_ROOT, env=env,
-                   check=True, capture_output=True, timeout=120)
-    return path
-
-
-@pytest.fixture
-def station_db(migrated_db: Path, tmp_path: Path) -> Path:
-    """This test's database: a copy of the migrated one."""
-    path = tmp_path / "station.sqlite3"
-    with sqlite3.connect(migrated_db) as source, sqlite3.connect(path) as target:
-        source.backup(target)
-    return path
-
-
-@pytest.fixture
-async def csms() -> AsyncIterator[Csms]:
-    """A running CSMS on a free port; heartbeat interval long unless a test shortens it."""
-    server = Csms(port=0, behaviour=CsmsBehaviour(heartbeat_interval_s=60))
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 class Ocpp16Process:
@@ -133,7 +97,7 @@ class Ocpp16Process:
 
 
 @pytest.fixture
-async def start_ocpp16(redis_client, station_db: Path,
+async def start_ocpp16(redis_client, service_db: Path,
                        tmp_path: Path) -> AsyncIterator[Callable[..., Ocpp16Process]]:
     """Start ocpp16 against a CSMS: `start_ocpp16(csms.url, OCPP_X="1")`; stopped at teardown
     (from a thread, so an in-process CSMS keeps answering the closing handshake), which fails
@@ -143,7 +107,7 @@ async def start_ocpp16(redis_client, station_db: Path,
     config.write_text(STATION_TOML)
 
     def start(csms_url: str, **overrides: str) -> Ocpp16Process:
-        env = {**os.environ, "DATABASE_URL": _sqlite_url(station_db),
+        env = {**os.environ, "DATABASE_URL": sqlite_url(service_db),
                "STATION_DATA_DIR": str(tmp_path / "data"), "STATION_CONFIG": str(config),
                "OCPP_CSMS_URL": csms_url, "OCPP_CHARGE_POINT_ID": CHARGE_POINT_ID,
                "OCPP_METER_VALUE_SAMPLE_INTERVAL": "1", "OCPP_RECONNECT_MAX": "0.5",

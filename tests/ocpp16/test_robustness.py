@@ -99,14 +99,14 @@ async def test_callerror_and_timeout_are_retried_and_a_start_given_up_leaves_tra
 
 
 async def test_session_with_an_invalid_id_tag_is_kept_as_failed_and_does_not_block_the_queue(
-        bus: Bus, csms: Csms, start_ocpp16, station_db: Path) -> None:
+        bus: Bus, csms: Csms, start_ocpp16, service_db: Path) -> None:
     ocpp16 = await _online(csms, start_ocpp16, OCPP_METER_VALUE_SAMPLE_INTERVAL="0")
     await _session(bus, "too-long", "X" * 21)  # idTag is CiString20
     await _session(bus, "fine", "CARD3")
     await csms.wait_for_call("StopTransaction")
     assert [c.payload["idTag"] for c in csms.calls("StartTransaction")] == ["CARD3"]
 
-    with sqlite3.connect(station_db) as db:
+    with sqlite3.connect(service_db) as db:
         rows = db.execute("SELECT action, state, response FROM station_outboxmessage "
                           "WHERE session_id = 'too-long' ORDER BY id").fetchall()
     assert [(action, state) for action, state, _ in rows] == [("StartTransaction", "failed"),
@@ -115,8 +115,8 @@ async def test_session_with_an_invalid_id_tag_is_kept_as_failed_and_does_not_blo
     assert "StartTransaction of session too-long cannot be sent" in ocpp16.log()
 
 
-def test_a_bad_setting_stops_start_up_with_a_message_naming_it(tmp_path: Path, station_db: Path) -> None:
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{station_db}",
+def test_a_bad_setting_stops_start_up_with_a_message_naming_it(tmp_path: Path, service_db: Path) -> None:
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{service_db}",
            "STATION_DATA_DIR": str(tmp_path / "data"), "OCPP_METER_VALUE_SAMPLE_INTERVAL": "often"}
     result = subprocess.run([sys.executable, "-m", "workers.ocpp16"], cwd=REPO_ROOT, env=env,
                             capture_output=True, timeout=60)

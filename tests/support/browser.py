@@ -2,8 +2,7 @@
 
 It drives the system's Chromium (Debian's /usr/bin/chromium, or CHROMIUM_PATH), never a
 browser Playwright downloads, with a new empty profile per test. `--no-sandbox` lets it run
-as root (CI runs as root). Import the fixture into a conftest:
-`from tests.support.browser import browser_page  # noqa: F401`.
+as root (CI runs as root). Registered for every test in tests/conftest.py (pytest_plugins).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ are the test session's, so the test reads the same bus and database as the stati
 returns once every service beats, and on teardown checks that SIGTERM stops the station with
 exit code 0 within the grace (then kills whatever is left anyway).
 
-Use it from a conftest: `from tests.support.station import start_station  # noqa: F401`.
+Registered for every test in tests/conftest.py (pytest_plugins).
 Reading the station's database: the children use the session's real database (not
 pytest-django's test database), so read it with `django_db_blocker.unblock()` in a test that
 does not request the `db` fixture.

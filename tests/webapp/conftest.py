@@ -17,7 +17,6 @@ import pytest
 from bus import Bus, contract
 from bus.messages import CommandResult, StartRequest, StopRequest
 from tests.support.asgi_websocket import WebsocketCommunicator
-from tests.support.browser import browser_page  # noqa: F401  (fixture)
 from tests.support.waiting import async_wait_until, wait_until
 from webapp.env import REPO_ROOT
 from workers.common.redis_server import free_port, is_listening
