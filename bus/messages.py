@@ -43,6 +43,8 @@ class Heartbeat(Message):
 
     service: str
     pid: int = Field(description="OS process id, so chargepoint can tell an old child's beat")
+    ready: bool = Field(default=True, description="the service serves what it provides "
+                        "(the simulator: its devices listen); False while it is still starting")
     at: datetime = Field(default_factory=utcnow)
 
 

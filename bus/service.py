@@ -36,16 +36,23 @@ class Service(ABC):
     heartbeat_interval_s: ClassVar[float] = 0.5
     heartbeat_ttl_s: ClassVar[float] = 2.0
     stop_grace_s: ClassVar[float] = 10.0
+    ready_at_start: ClassVar[bool] = True  # False: the service calls mark_ready() when it serves
 
     def __init__(self) -> None:
         self.bus: Bus
         self.stopping: asyncio.Event
         self._run_task: asyncio.Task[None] | None = None
         self._canceller: asyncio.Task[bool] | None = None
+        self._ready = self.ready_at_start
 
     @abstractmethod
     async def run(self) -> None:
         """The service's work; return (or notice `self.stopping`) to stop."""
+
+    def mark_ready(self) -> None:
+        """Say (in the heartbeat) that what this service provides is up; chargepoint holds the
+        services that need it until then."""
+        self._ready = True
 
     def main(self) -> int:
         """Run until stopped; returns the process exit code."""
@@ -111,7 +118,7 @@ class Service(ABC):
         while True:
             try:
                 await self.bus.set(contract.HEARTBEAT,
-                                   Heartbeat(service=self.name, pid=os.getpid()),
+                                   Heartbeat(service=self.name, pid=os.getpid(), ready=self._ready),
                                    ttl_s=self.heartbeat_ttl_s, service=self.name)
                 if failing:
                     log.info("%s heartbeat restored", self.name)

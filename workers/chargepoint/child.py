@@ -84,6 +84,11 @@ class Child:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def ready(self) -> bool:
+        """Running, and its latest heartbeat says it serves what it provides."""
+        return self.running and self.last_beat is not None and self.last_beat.ready
+
     def start_if_due(self, now: float) -> bool:
         """Start the process if its restart time has come; True if it was started."""
         if self.stopped or self.process is not None or self.restart_at is None or now < self.restart_at:

@@ -18,11 +18,12 @@ class ServiceSpec:
     name: str
     module: str
     sim_only: bool = False
+    gate: bool = False  # at start-up, the services after it wait until it is ready
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
     # The simulator goes first so the devices answer when the drivers start polling.
-    ServiceSpec("sim", "workers.sim", sim_only=True),
+    ServiceSpec("sim", "workers.sim", sim_only=True, gate=True),
     ServiceSpec("counters", "workers.counters"),
     ServiceSpec("smartw", "workers.smartw"),
     ServiceSpec("ocpp16", "workers.ocpp16"),

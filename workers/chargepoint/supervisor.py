@@ -34,6 +34,7 @@ KILL_WAIT_S = 2.0  # how long to wait for SIGKILLed children to vanish
 BUS_SETTLE_S = 2.5  # > heartbeat TTL: after a Redis outage children need this to beat again
 BUS_IO_TIMEOUT_S = 1.0  # a Redis that stops answering must not stall the reaping of exits
 COMMAND_RETRY_S = 1.0
+GATE_TIMEOUT_S = 15.0  # at start-up, longest wait for a gate service (the simulator) to be ready
 
 
 class Supervisor(Service):
@@ -52,6 +53,8 @@ class Supervisor(Service):
         self._bad_beats: set[str] = set()
         self._published: list[object] | None = None
         self._published_at = 0.0
+        self._gates_open = False
+        self._first_tick_at: float | None = None
 
     def main(self) -> int:
         super().main()
@@ -77,9 +80,10 @@ class Supervisor(Service):
             await self.sleep(CHECK_PERIOD_S)
 
     async def _tick(self, now: float) -> None:
+        startable = self._startable(now)
         for child in self.children:
             child.reap(now)
-            if not self.stopping.is_set():
+            if not self.stopping.is_set() and child in startable:
                 child.start_if_due(now)
         beats = await self._read_beats(now)
         if beats is not None:
@@ -90,6 +94,23 @@ class Supervisor(Service):
                 if settled and child.is_hung(now, beat):
                     child.kill_as_hung()
         await self._publish_state(now)
+
+    def _startable(self, now: float) -> list[Child]:
+        """At start-up the services after a gate (the simulator) wait until it is ready, so
+        the drivers do not begin with a burst of 'device does not answer' errors; once every
+        gate has opened (or GATE_TIMEOUT_S passed) this no longer applies."""
+        if self._gates_open:
+            return self.children
+        if self._first_tick_at is None:
+            self._first_tick_at = now
+        for index, child in enumerate(self.children):
+            if child.spec.gate and not child.ready:
+                if now - self._first_tick_at < GATE_TIMEOUT_S:
+                    return self.children[:index + 1]
+                log.warning("%s not ready after %.0f s; starting the other services anyway",
+                            child.name, GATE_TIMEOUT_S)
+        self._gates_open = True
+        return self.children
 
     # ---- bus I/O: every Redis error of the supervisor is handled in these methods ----
 

@@ -60,6 +60,7 @@ class SimService(Service):
     but leaves the devices up, as hardware does not notice the station's bus."""
 
     name = "sim"
+    ready_at_start = False  # ready once the devices listen: chargepoint starts the drivers then
 
     def __init__(self) -> None:
         super().__init__()
@@ -90,6 +91,7 @@ class SimService(Service):
                 raise
             self._physics = asyncio.create_task(self._physics_loop(self._hardware),
                                                 name="sim.physics")
+            self.mark_ready()
         return self._hardware, self._physics
 
     async def _physics_loop(self, hardware: SimHardware) -> None:
