@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import logging.handlers
 import os
 import time
 from pathlib import Path
@@ -10,7 +12,7 @@ import pytest
 
 from webapp.env import EnvError
 from workers.diag.config import log_files_per_type
-from workers.diag.rotation import rotate_logs
+from workers.diag.rotation import roll_over_large, rotate_logs
 
 
 def make_files(folder: Path, names_oldest_first: list[str]) -> None:
@@ -65,3 +67,22 @@ def test_a_bad_limit_stops_start_up_naming_the_variable(value: str) -> None:
 def test_rotation_refuses_a_limit_below_one(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         rotate_logs(tmp_path, keep_per_type=0)
+
+
+def test_a_large_file_rolls_over_and_every_writer_goes_on_in_a_fresh_file(tmp_path: Path) -> None:
+    """Two services write the same info.log; after diag renames it, both reopen it and no line
+    is lost (what RotatingFileHandler in several processes cannot promise)."""
+    writers = [logging.handlers.WatchedFileHandler(tmp_path / "info.log") for _ in range(2)]
+    try:
+        for index, writer in enumerate(writers):
+            writer.emit(logging.makeLogRecord({"msg": f"before {index}"}))
+        [rolled] = roll_over_large(tmp_path, max_bytes=5)
+        for index, writer in enumerate(writers):
+            writer.emit(logging.makeLogRecord({"msg": f"after {index}"}))
+    finally:
+        for writer in writers:
+            writer.close()
+    assert rolled.name.startswith("info.log.")
+    assert rolled.read_text().split() == ["before", "0", "before", "1"]
+    assert (tmp_path / "info.log").read_text().split() == ["after", "0", "after", "1"]
+    assert roll_over_large(tmp_path, max_bytes=1000) == []

@@ -1,7 +1,10 @@
 """Logging for every service: console plus info/debug/error file sets under STATION_DATA_DIR/logs.
 
-A record goes to every file whose level it reaches. Files rotate by size; `diag` deletes the
-oldest beyond the configured count. Each line carries the service name.
+A record goes to every file whose level it reaches. Every service writes the same files, so
+no process rotates them itself (RotatingFileHandler in several processes loses lines at each
+rotation): `diag` renames a file that grew past MAX_BYTES, each process's WatchedFileHandler
+notices and reopens `<type>.log`, and diag deletes the oldest beyond the configured count.
+Each line carries the service name.
 """
 
 from __future__ import annotations
@@ -12,8 +15,7 @@ import sys
 from pathlib import Path
 
 FORMAT = "%(asctime)s %(levelname)s [{service}] %(name)s: %(message)s"
-MAX_BYTES = 5 * 1024 * 1024  # one log file before rotation, bytes
-BACKUPS = 5  # rotated files kept by the handler itself; diag trims the folder further
+MAX_BYTES = 5 * 1024 * 1024  # diag rolls a log file over once it is larger, bytes
 FILE_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "error": logging.ERROR}
 
 
@@ -31,9 +33,7 @@ def setup_logging(service: str, logs_dir: Path | None, *, console_level: int = l
     if logs_dir is not None:
         logs_dir.mkdir(parents=True, exist_ok=True)
         for kind, level in FILE_LEVELS.items():
-            handler = logging.handlers.RotatingFileHandler(
-                logs_dir / f"{kind}.log", maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8",
-            )
+            handler = logging.handlers.WatchedFileHandler(logs_dir / f"{kind}.log", encoding="utf-8")
             handler.setLevel(level)
             handler.setFormatter(formatter)
             root.addHandler(handler)

@@ -1,17 +1,18 @@
-"""Log-folder rotation: keep at most N files of each type (info, debug, error).
+"""Log-folder rotation: roll over large files, keep at most N files of each type.
 
-The logging handlers rotate each file set by size (workers.common.logs); this is the
-station-wide cap on what stays on disk. A type's files are `<type>.log` (being written,
-never deleted) and its rotated copies `<type>.log.<suffix>`; the oldest by modification
-time go first.
+Every service appends to the same `<type>.log` files (workers.common.logs), so the one
+rotation happens here: a file larger than MAX_BYTES is renamed `<type>.log.<UTC time>` and the
+writers reopen `<type>.log` by themselves (WatchedFileHandler). Then the oldest copies beyond
+the limit go, by modification time; `<type>.log` itself is never deleted.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
-from workers.common.logs import FILE_LEVELS
+from workers.common.logs import FILE_LEVELS, MAX_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,33 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-def rotate_logs(logs_dir: Path, keep_per_type: int) -> list[Path]:
+def roll_over_large(logs_dir: Path, max_bytes: int = MAX_BYTES) -> list[Path]:
+    """Rename every `<type>.log` larger than `max_bytes`; returns the new names."""
+    rolled = []
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    for kind in FILE_LEVELS:
+        active = logs_dir / f"{kind}.log"
+        try:
+            if active.stat().st_size <= max_bytes:
+                continue
+            target = active.with_name(f"{active.name}.{stamp}")
+            active.rename(target)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            log.error("diag: cannot roll over %s: %s", active, error)
+            continue
+        rolled.append(target)
+    return rolled
+
+
+def rotate_logs(logs_dir: Path, keep_per_type: int, max_bytes: int = MAX_BYTES) -> list[Path]:
     """Delete the oldest files of each type beyond `keep_per_type`; returns what was deleted."""
     if keep_per_type < 1:
         raise ValueError(f"keep_per_type must be at least 1, got {keep_per_type}")
     if not logs_dir.is_dir():
         return []
+    roll_over_large(logs_dir, max_bytes)
     deleted = []
     for kind in FILE_LEVELS:
         for path in files_of_type(logs_dir, kind)[keep_per_type:]:
