@@ -15,11 +15,15 @@ from workers.sim.csms import Csms
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(240)]
 
 
-async def test_card_session_stopped_with_the_hmi_button(csms: Csms, station: Station,
-                                                       browser_page: Page) -> None:
+async def test_hmi_start_then_card_then_hmi_stop(csms: Csms, station: Station,
+                                                 browser_page: Page) -> None:
     await status_notification(csms, 1, "Available")
     await sim(station, "plug", "1", "--soc", "20")
     await status_notification(csms, 1, "Preparing")
+    await browser_page.goto(f"{station.web_url}/hmi/")
+    connector = browser_page.locator('[data-connector="1"]')
+    await connector.locator('[data-action="start"]').click(timeout=15_000)
+    await connector.locator(".connector-prompt").wait_for(state="visible", timeout=10_000)
     await sim(station, "swipe", CARD)
 
     authorize = await csms.wait_for_call("Authorize", timeout_s=20)
@@ -31,9 +35,8 @@ async def test_card_session_stopped_with_the_hmi_button(csms: Csms, station: Sta
     energies = energy_values(csms.calls("MeterValues"))
     assert energies == sorted(energies) and energies[-1] > energies[0], energies
 
-    await browser_page.goto(f"{station.web_url}/hmi/")
-    stop_button = browser_page.locator('[data-connector="1"] [data-action="stop"]')
-    await stop_button.click(timeout=15_000)
+    await connector.locator(".connector-prompt").wait_for(state="hidden", timeout=10_000)
+    await connector.locator('[data-action="stop"]').click(timeout=15_000)
 
     stop = await csms.wait_for_call("StopTransaction", timeout_s=20)
     assert stop.payload["transactionId"] == start.response["transactionId"]
