@@ -189,3 +189,22 @@ async def test_unplugging_ends_the_session_as_ev_disconnected(
     stopped = await ocpp.event(SessionStopped)
     assert stopped.reason is StopReason.EV_DISCONNECTED
     await connector(bus, 1, ConnectorStatus.AVAILABLE)
+
+
+async def test_losing_the_io_module_ends_the_session_and_faults_every_connector(
+        bus: Bus, ocpp: FakeOcpp, sim_station: SimStation) -> None:
+    await sim(bus, action="plug", connector_id=1)
+    await connector(bus, 1, ConnectorStatus.PREPARING)
+    await meter_ready(bus, 1)
+    reply = await bus.request(contract.START, StartRequest(connector_id=1, id_tag="REMOTE1",
+                                                           source=StartSource.REMOTE, authorized=True))
+    assert reply.accepted
+    await connector(bus, 1, ConnectorStatus.CHARGING)
+
+    assert sim_station.process.stop() == 0  # every simulated device goes silent at once
+    stopped = await ocpp.event(SessionStopped)
+    assert stopped.reason is StopReason.OTHER
+    for connector_id in (1, 2):
+        faulted = await connector(bus, connector_id, ConnectorStatus.FAULTED)
+        assert faulted.info == "io_offline"
+    assert (await bus.get(contract.STATION)).io_online is False

@@ -106,15 +106,28 @@ class StationLogic:
             if connector.pending is not None and connector.pending.expired:
                 log.info("connector %s: start timed out", connector.id)
                 connector.pending = None
-            if not connector.plugged:
+            if connector.controller_fault is None and not connector.plugged:
                 connector.finishing = False
-                if connector.session is not None and not connector.stopping \
-                        and connector.controller_fault is None:
-                    connector.stopping = True
-                    self.requests.spawn(self.control.stop(connector, StopReason.EV_DISCONNECTED))
+            reason = self._end_reason(connector)
+            if reason is not None:
+                connector.stopping = True
+                immediate = reason is not StopReason.EV_DISCONNECTED
+                self.requests.spawn(self.control.stop(connector, reason, immediate=immediate))
         card = self.requests.pending_card
         if card is not None and card.expired:
             self.requests.pending_card = None
+
+    @staticmethod
+    def _end_reason(connector: ConnectorRuntime) -> StopReason | None:
+        """Why a running session must end now: the EV left, or its controller is lost or
+        failing (then nothing controls the current: open at once)."""
+        if connector.session is None or connector.stopping:
+            return None
+        if connector.controller_fault is not None:
+            log.error("connector %s: %s during a session; stopping it", connector.id,
+                      connector.controller_fault.info)
+            return StopReason.OTHER
+        return StopReason.EV_DISCONNECTED if not connector.plugged else None
 
     async def _share_power(self) -> None:
         active = [c for c in self.connectors.values() if c.session is not None and not c.stopping]
