@@ -115,13 +115,11 @@ class Bus:
         caller can check its stop flag; an undecodable entry goes to the dead-letter stream."""
         stream = self.names.stream(spec.name)
         await self.ensure_group(spec, group)
-        cursor = "0"
+        cursor = "0"  # first this consumer's pending entries, from the start
         while True:
-            reply = await self.redis.xreadgroup(group, consumer, {stream: cursor},
-                                                count=100, block=block_ms)
-            entries = reply[0][1] if reply else []
-            if cursor == "0" and not entries:
-                cursor = ">"
+            entries = await self._read_group(stream, group, consumer, cursor, 100, block_ms, "0")
+            if cursor != ">" and not entries:
+                cursor = ">"  # pending replayed: from now on, new entries
                 continue
             if not entries:
                 yield None  # idle tick
@@ -130,8 +128,23 @@ class Bus:
                 delivery = await self._decode(spec, stream, group, entry_id, fields)
                 if delivery is not None:
                     yield delivery
-            if cursor == "0":
-                cursor = entries[-1][0]
+            if cursor != ">":
+                cursor = entries[-1][0]  # the next pending entries after these
+
+    async def _read_group(self, stream: str, group: str, consumer: str, cursor: str, count: int,
+                          block_ms: int, start_id: str) -> list[tuple[str, dict[str, str]]]:
+        """XREADGROUP; a group lost with Redis (a restart without persistence) is made again."""
+        try:
+            reply = await self.redis.xreadgroup(group, consumer, {stream: cursor}, count=count,
+                                                block=block_ms)
+        except aioredis.ResponseError as error:
+            if "NOGROUP" not in str(error):
+                raise
+            log.warning("consumer group %s on %s was lost (Redis restarted?); recreating it",
+                        group, stream)
+            await self._create_group(stream, group, start_id)
+            return []
+        return reply[0][1] if reply else []
 
     async def tail(self, spec: StreamSpec[T], last_id: str = "$", *,
                    block_ms: int = 1000) -> tuple[str, list[Delivery]]:
@@ -198,9 +211,7 @@ class Bus:
         await self._create_group(stream, group, "$")
         limit = max_age_s if max_age_s is not None else spec.timeout_s
         while not stop.is_set():
-            reply = await self.redis.xreadgroup(group, self.origin, {stream: ">"}, count=10,
-                                                block=500)
-            for entry_id, fields in (reply[0][1] if reply else []):
+            for entry_id, fields in await self._read_group(stream, group, self.origin, ">", 10, 500, "$"):
                 await self._answer(spec, handler, fields, limit)
                 await self.redis.xack(stream, group, entry_id)
 
