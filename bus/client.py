@@ -222,7 +222,8 @@ class Bus:
         except (KeyError, ValidationError) as error:
             log.error("malformed %s request dropped: %s", spec.name, error)
             return
-        if (utcnow() - envelope.at).total_seconds() > max_age_s:
+        left_s = max_age_s - (utcnow() - envelope.at).total_seconds()
+        if left_s <= 0:
             log.warning("%s request %s expired before it was served", spec.name, envelope.id)
             return
         try:
@@ -231,7 +232,7 @@ class Bus:
             answer = ReplyEnvelope(id=envelope.id, origin=self.origin, ok=False,
                                    error=ReplyError.VALIDATION_FAILED, detail=str(error)[:500])
         else:
-            answer = await self._run_handler(spec, handler, request, envelope.id)
+            answer = await self._run_handler(spec, handler, request, envelope.id, left_s)
         key = self.names.reply(envelope.id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.rpush(key, answer.model_dump_json())
@@ -240,9 +241,11 @@ class Bus:
 
     async def _run_handler(self, spec: CommandSpec[Req, Rep],
                            handler: Callable[[Req], Awaitable[Rep]], request: Req,
-                           request_id: str) -> ReplyEnvelope:
+                           request_id: str, timeout_s: float) -> ReplyEnvelope:
+        """Run the handler within what is left of the caller's wait (from the request's time,
+        not from when it was read), so no answer comes after the caller gave up."""
         try:
-            result = await asyncio.wait_for(handler(request), timeout=spec.timeout_s)
+            result = await asyncio.wait_for(handler(request), timeout=timeout_s)
             data = _validate(spec.reply, result).model_dump(mode="json")
         except TimeoutError:
             return ReplyEnvelope(id=request_id, origin=self.origin, ok=False,

@@ -117,7 +117,9 @@ AUTH_RESULTS = StreamSpec(
 
 START = CommandSpec(
     "smartw.start", m.StartRequest, m.CommandResult, "smartw",
-    "Start a session on a connector (HMI button, card, RemoteStartTransaction).",
+    "Start a session on a connector (HMI button, card, RemoteStartTransaction). Longer than "
+    "AUTHORIZE's timeout: a start with an idTag may authorize first.",
+    timeout_s=15.0,
 )
 STOP = CommandSpec(
     "smartw.stop", m.StopRequest, m.CommandResult, "smartw",

@@ -208,3 +208,23 @@ async def test_losing_the_io_module_ends_the_session_and_faults_every_connector(
         faulted = await connector(bus, connector_id, ConnectorStatus.FAULTED)
         assert faulted.info == "io_offline"
     assert (await bus.get(contract.STATION)).io_online is False
+
+
+async def test_nothing_starts_while_the_estop_is_pressed(
+        bus: Bus, ocpp: FakeOcpp, sim_station: SimStation) -> None:
+    await sim(bus, action="estop", pressed=True)
+    await connector(bus, 1, ConnectorStatus.FAULTED)
+    await sim(bus, action="plug", connector_id=1)
+    await meter_ready(bus, 1)
+    last_id, _ = await bus.tail(contract.AUTH_RESULTS, "0", block_ms=1)
+    await sim(bus, action="swipe", uid=CARD)
+
+    async def answered():
+        _, deliveries = await bus.tail(contract.AUTH_RESULTS, last_id, block_ms=100)
+        return deliveries
+    await async_wait_until(answered, what="the card to be handled")
+    refused = await bus.request(contract.START, StartRequest(connector_id=1, id_tag="REMOTE1",
+                                                             source=StartSource.REMOTE, authorized=True))
+    assert (refused.accepted, refused.reason) == (False, "estop")
+    assert not (await read_connector_hardware(sim_station.files.config, 1)).contactor_closed
+    assert not ocpp.events

@@ -34,8 +34,10 @@ class StationHardware(Protocol):
         """Tell the controller whether energy is offered, and how much at most."""
         ...
 
-    async def open_all(self) -> None:
-        """Safe state: every controller disabled, every contactor open (best effort, never raises)."""
+    async def open_all(self, *, emergency: bool) -> None:
+        """Safe state: every controller disabled, every contactor open (best effort, never
+        raises). `emergency` opens the contactors first; otherwise the controllers go to zero
+        first so no contactor opens under load."""
         ...
 
     async def close(self) -> None:

@@ -50,12 +50,19 @@ class ModbusStationHardware:
         except DeviceError as error:
             raise HardwareError(str(error)) from error
 
-    async def open_all(self) -> None:
+    async def open_all(self, *, emergency: bool) -> None:
+        steps = (self._open_contactors, self._disable_controllers)
+        for step in steps if emergency else reversed(steps):
+            await step()
+
+    async def _disable_controllers(self) -> None:
         for connector_id, controller in self.controllers.items():
             try:
                 await controller.set_output(False, 0.0)
             except DeviceError as error:
                 log.error("connector %s: cannot disable controller: %s", connector_id, error)
+
+    async def _open_contactors(self) -> None:
         for connector_id in self.controllers:
             try:
                 await self.io.set_contactor(connector_id, False)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 from bus import Bus, BusRequestError, contract
 from bus.enums import AuthorizationStatus, StartSource, StopReason
@@ -23,12 +22,10 @@ log = logging.getLogger(__name__)
 class Requests:
     """Card, start and stop handling over the connectors smartw owns."""
 
-    def __init__(self, bus: Bus, connectors: dict[int, ConnectorRuntime], control: SessionControl,
-                 blocked: Callable[[], str | None]) -> None:
+    def __init__(self, bus: Bus, connectors: dict[int, ConnectorRuntime], control: SessionControl) -> None:
         self.bus = bus
         self.connectors = connectors
         self.control = control
-        self.blocked = blocked  # () -> UI key of a station-wide fault, or None
         self.pending_card: PendingStart | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -38,7 +35,9 @@ class Requests:
         tag = uid.upper()
         running = self._connector_with_tag(tag)
         if running is not None:
-            self.spawn(self.control.stop(running, StopReason.LOCAL, id_tag=tag))
+            if not running.stopping:
+                running.stopping = True
+                self.spawn(self.control.stop(running, StopReason.LOCAL, id_tag=tag))
             await self._announce(running.id, tag, AuthorizationStatus.ACCEPTED)
             return
         target = self._card_target()
@@ -104,7 +103,7 @@ class Requests:
         connector = self.connectors.get(request.connector_id)
         if connector is None:
             return CommandResult(accepted=False, reason="unknown_connector")
-        blocked = self.blocked() or (connector.controller_fault.info if connector.controller_fault else None)
+        blocked = self.control.refusal(connector)
         if blocked:
             return CommandResult(accepted=False, reason=blocked)
         if connector.session is not None:
@@ -129,7 +128,9 @@ class Requests:
                 connector.pending = None
                 return CommandResult(accepted=True, reason="start_cancelled")
             return CommandResult(accepted=False, reason="no_session")
-        self.spawn(self.control.stop(connector, request.reason, id_tag=request.id_tag))
+        if not connector.stopping:
+            connector.stopping = True  # at once: the control cycle must not re-enable it
+            self.spawn(self.control.stop(connector, request.reason, id_tag=request.id_tag))
         return CommandResult(accepted=True, reason="stopping")
 
     def spawn(self, coroutine) -> None:

@@ -27,8 +27,8 @@ class SmartwService(Service):
         hardware = ModbusStationHardware(config)
         logic = StationLogic(config, self.bus, hardware)
         try:
-            await hardware.open_all()
-            await self._close_orphan_sessions()
+            await hardware.open_all(emergency=False)
+            await self._close_orphan_sessions(logic)
             await asyncio.gather(
                 self._control_loop(logic, config.io_module.poll_s),
                 self._card_loop(logic),
@@ -60,19 +60,28 @@ class SmartwService(Service):
             await delivery.ack()
 
     async def _shutdown(self, logic: StationLogic) -> None:
-        """Stopping smartw ends running sessions (reason Reboot) and leaves the hardware safe."""
+        """Stopping smartw leaves the hardware safe first, then ends running sessions (reason
+        Reboot); a failure to record one (Redis gone) does not keep the others open."""
+        await logic.hardware.open_all(emergency=False)
         await logic.requests.drain()
         for connector in logic.connectors.values():
-            if connector.session is not None:
+            if connector.session is None:
+                continue
+            try:
                 await logic.control.stop(connector, StopReason.REBOOT, immediate=True,
                                          ramp_timeout_s=SHUTDOWN_RAMP_S)
-        await logic.hardware.open_all()
+            except Exception:
+                log.exception("connector %s: session not recorded as stopped", connector.id)
 
-    async def _close_orphan_sessions(self) -> None:
+    async def _close_orphan_sessions(self, logic: StationLogic) -> None:
         """Sessions left open by a crash or power cut: the contactors are open now (open_all),
-        so end them at the meter's last reading and tell ocpp16."""
+        so end them at the meter's register (after a power cut Redis is empty: wait for
+        counters' first reading) and tell ocpp16."""
         async for row in ChargingSession.objects.filter(stopped_at__isnull=True):
-            reading = await self.bus.get(contract.METER, meter=f"connector{row.connector_id}")
+            connector = logic.connectors.get(row.connector_id)
+            reading = await logic.control.fresh_meter(connector) if connector else None
+            if reading is None:
+                log.error("session %s: no meter reading; closing it at its start register", row.session_id)
             meter_stop = max(reading.energy_wh if reading else row.meter_start_wh, row.meter_start_wh)
             stopped_at = utcnow()
             await ChargingSession.objects.filter(pk=row.pk).aupdate(

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 from bus import Bus, contract
@@ -39,9 +40,11 @@ class StartRefused(Exception):
 class SessionControl:
     """Owns the start/stop sequences of every connector."""
 
-    def __init__(self, bus: Bus, hardware: StationHardware) -> None:
+    def __init__(self, bus: Bus, hardware: StationHardware,
+                 blocked: Callable[[], str | None]) -> None:
         self.bus = bus
         self.hardware = hardware
+        self.blocked = blocked  # () -> UI key of a station-wide fault (e-stop, IO lost), or None
 
     async def start(self, connector: ConnectorRuntime, id_tag: str) -> str:
         """Start now if the EV is plugged, else hold the authorised start until it is.
@@ -52,9 +55,12 @@ class SessionControl:
             if not connector.plugged:
                 connector.pending = PendingStart(id_tag=id_tag)
                 return "plug_in_ev"
-            meter = await self._fresh_meter(connector)
+            meter = await self.fresh_meter(connector)
             if meter is None:
                 raise StartRefused("meter_unavailable")
+            blocked = self.refusal(connector)
+            if blocked:  # checked last, right before closing: e-stop may come during the wait
+                raise StartRefused(blocked)
             try:
                 await self.hardware.set_output(connector.id, False, 0.0)
                 await self.hardware.set_contactor(connector.id, True)
@@ -65,7 +71,12 @@ class SessionControl:
             await self._record_start(connector, id_tag, meter)
             return "charging"
 
-    async def _fresh_meter(self, connector: ConnectorRuntime) -> MeterReading | None:
+    def refusal(self, connector: ConnectorRuntime) -> str | None:
+        """Why nothing may start on this connector now (UI key), or None."""
+        fault = connector.controller_fault
+        return self.blocked() or (fault.info if fault else None)
+
+    async def fresh_meter(self, connector: ConnectorRuntime) -> MeterReading | None:
         """The meter's latest reading; right after start-up counters may not have polled yet,
         so wait up to METER_WAIT_S for a first one rather than refuse the start."""
         deadline = time.monotonic() + METER_WAIT_S

@@ -30,8 +30,8 @@ class StationLogic:
         self.bus = bus
         self.hardware = hardware
         self.connectors = {c.id: ConnectorRuntime(c) for c in config.connectors}
-        self.control = SessionControl(bus, hardware)
-        self.requests = Requests(bus, self.connectors, self.control, self.blocked_reason)
+        self.control = SessionControl(bus, hardware, self.blocked_reason)
+        self.requests = Requests(bus, self.connectors, self.control)
         self.station_fault: Fault | None = None
         self._published: dict[int, ConnectorState] = {}
         self._published_station: StationState | None = None
@@ -41,13 +41,18 @@ class StationLogic:
         return self.station_fault.info if self.station_fault else None
 
     async def cycle(self) -> None:
+        """Safety first: the e-stop and the IO module are read and acted on before anything
+        else of the cycle (controllers, meters) can delay it."""
         previous_fault = self.station_fault
         await self._read_safety_inputs()
-        for connector in self.connectors.values():
-            await self._read_connector(connector)
         if self.station_fault is not None:
             await self._enforce_safe_state(entering=self.station_fault is not previous_fault)
-        else:
+        elif previous_fault is IO_OFFLINE:
+            # Commands sent while the module was lost never arrived: say "open" again.
+            await self.hardware.open_all(emergency=False)
+        for connector in self.connectors.values():
+            await self._read_connector(connector)
+        if self.station_fault is None:
             await self._follow_evs()
             await self._share_power()
         await self._publish()
@@ -86,13 +91,13 @@ class StationLogic:
         connector.controller_fault = CONTROLLER_ERROR if view.ev_state is EvState.F else None
         if not was_plugged and connector.plugged:
             connector.finishing = False
-            await self.requests.ev_plugged(connector)
+            self.requests.spawn(self.requests.ev_plugged(connector))  # a start must not hold the cycle
 
     async def _enforce_safe_state(self, entering: bool) -> None:
         """Open everything first (within this cycle), then end the sessions in the background:
         ending one waits for the meter to show zero power so meterStop is the final register."""
         if entering or self.station_fault is ESTOP:
-            await self.hardware.open_all()
+            await self.hardware.open_all(emergency=True)
         reason = StopReason.EMERGENCY_STOP if self.station_fault is ESTOP else StopReason.OTHER
         for connector in self.connectors.values():
             connector.pending = None
@@ -135,8 +140,11 @@ class StationLogic:
                              c.controller.ev_max_power_w if c.ev_requesting and c.controller else 0.0)
                 for c in active]
         shares = allocate(self.config.station.max_power_kw * 1000, asks)
-        for connector in active:
+        # Decreases first, so the sum stays under the station limit while the writes go out.
+        for connector in sorted(active, key=lambda c: shares.get(c.id, 0.0) - c.allocated_w):
             share = shares.get(connector.id, 0.0)
+            if connector.session is None or connector.stopping:
+                continue  # a stop began while the cycle wrote to others: never re-enable it
             try:
                 await self.hardware.set_output(connector.id, True, share)
             except HardwareError as error:

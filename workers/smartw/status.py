@@ -21,7 +21,7 @@ class Fault:
 
 ESTOP = Fault(ConnectorErrorCode.OTHER_ERROR, "estop")
 IO_OFFLINE = Fault(ConnectorErrorCode.INTERNAL_ERROR, "io_offline")
-CONTROLLER_OFFLINE = Fault(ConnectorErrorCode.EV_COMMUNICATION_ERROR, "controller_offline")
+CONTROLLER_OFFLINE = Fault(ConnectorErrorCode.INTERNAL_ERROR, "controller_offline")
 CONTROLLER_ERROR = Fault(ConnectorErrorCode.OTHER_ERROR, "controller_error")
 
 
