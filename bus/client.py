@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -189,7 +190,9 @@ class Bus:
             checked = _validate(spec.request, data)
         except ValidationError as error:
             raise BusRequestError(spec.name, ReplyError.VALIDATION_FAILED, str(error)) from error
-        envelope = Envelope(origin=self.origin, data=checked.model_dump(mode="json"))
+        now = utcnow()
+        envelope = Envelope(origin=self.origin, at=now, reply_by=now + timedelta(seconds=timeout),
+                            data=checked.model_dump(mode="json"))
         await self.redis.xadd(self.names.command(spec.name), {FIELD: envelope.model_dump_json()},
                               maxlen=1000, approximate=True)
         popped = await self.redis.blpop([self.names.reply(envelope.id)], timeout=timeout)
@@ -222,7 +225,8 @@ class Bus:
         except (KeyError, ValidationError) as error:
             log.error("malformed %s request dropped: %s", spec.name, error)
             return
-        left_s = max_age_s - (utcnow() - envelope.at).total_seconds()
+        reply_by = envelope.reply_by or envelope.at + timedelta(seconds=max_age_s)
+        left_s = (reply_by - utcnow()).total_seconds()
         if left_s <= 0:
             log.warning("%s request %s expired before it was served", spec.name, envelope.id)
             return

@@ -24,6 +24,7 @@ class Envelope(BaseModel):
     id: str = Field(default_factory=new_id)
     origin: str
     at: datetime = Field(default_factory=utcnow)
+    reply_by: datetime | None = None  # commands: when the caller stops waiting
     data: Any
 
 

@@ -177,3 +177,28 @@ async def test_a_consumer_group_lost_with_a_redis_restart_is_recreated(bus: Bus,
         delivery = await anext(consumer)
     assert delivery.message == card
     await consumer.aclose()
+
+
+async def test_a_command_whose_caller_gave_up_is_never_executed(bus: Bus) -> None:
+    """A restarted server must not act on a 'start charging' nobody waits for any more."""
+    server = Bus("smartw")
+    await server._create_group(server.names.command(contract.START.name), contract.START.server, "$")
+    with pytest.raises(BusRequestError):
+        await bus.request(contract.START, StartRequest(connector_id=1, source=StartSource.HMI),
+                          timeout_s=0.2)
+    handled: list[StartRequest] = []
+
+    async def handler(request: StartRequest) -> CommandResult:
+        handled.append(request)
+        return CommandResult(accepted=True)
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(server.serve(contract.START, handler, stop=stop))
+    try:
+        reply = await bus.request(contract.START, StartRequest(connector_id=2, source=StartSource.HMI))
+        assert reply.accepted
+        assert [r.connector_id for r in handled] == [2]
+    finally:
+        stop.set()
+        await task
+        await server.close()

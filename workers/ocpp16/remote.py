@@ -19,6 +19,9 @@ from bus.messages import StartRequest, StopRequest
 log = logging.getLogger(__name__)
 
 FREE_STATUSES = (ConnectorStatus.PREPARING, ConnectorStatus.AVAILABLE)  # in order of preference
+# The CSMS waits for our answer (often 10 s): a remote start is pre-authorized, so smartw needs
+# no Authorize round trip and answers well within this, or the answer is Rejected.
+SMARTW_ANSWER_S = 5.0
 
 
 class BusRemoteControl:
@@ -70,8 +73,8 @@ class BusRemoteControl:
 
     async def _ask(self, spec: contract.CommandSpec, request: StartRequest | StopRequest) -> bool:
         try:
-            result = await self._bus.request(spec, request)
-        except (BusRequestError, RedisTimeoutError) as error:  # redis-py's 5 s socket timeout can win
+            result = await self._bus.request(spec, request, timeout_s=SMARTW_ANSWER_S)
+        except (BusRequestError, RedisTimeoutError) as error:
             log.warning("%s for connector %s failed: %s", spec.name, request.connector_id, error)
             return False
         if not result.accepted:
