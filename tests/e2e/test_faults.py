@@ -70,6 +70,7 @@ async def test_csms_outage_during_a_session_loses_nothing_and_keeps_the_order(
     assert stamps == sorted(stamps) and len(stamps) == len(set(stamps)), stamps
     gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(stamps)]
     assert max(gaps) < 2.5, f"a sample is missing: gaps {gaps}"
+    assert all(gap == round(gap) for gap in gaps), f"samples off the interval boundaries: {gaps}"
     assert stamps[-1] <= datetime.fromisoformat(stop.payload["timestamp"])
 
 

@@ -54,7 +54,9 @@ class MeterSampler:
                 index = math.floor((now - tx.started_at) / self._interval)
                 if index >= 1 and self._last_index.get(tx.session_id, 0) < index:
                     self._last_index[tx.session_id] = index
-                    await self._sample(tx, now)
+                    # Stamped on the boundary, so samples are spaced exactly by the interval
+                    # (OCTT TC_070); the reading is the one at hand a few ms after it.
+                    await self._sample(tx, tx.started_at + index * self._interval)
                 next_due = min(next_due, tx.started_at + (index + 1) * self._interval)
             live = {tx.session_id for tx in running}
             self._last_index = {k: v for k, v in self._last_index.items() if k in live}
