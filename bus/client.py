@@ -32,6 +32,7 @@ Rep = TypeVar("Rep", bound=BaseModel)
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 FIELD = "m"  # the one field of a stream entry: the envelope as JSON
 SOCKET_TIMEOUT_S = 60.0  # longer than any blocking read (BLPOP waits up to a command's timeout)
+MAX_DELIVERIES = 5  # a pending entry handed out more often than this is dead-lettered
 REPLY_TTL_S = 30  # an unread reply list expires so a caller that gave up leaks nothing
 
 
@@ -126,6 +127,8 @@ class Bus:
                 yield None  # idle tick
                 continue
             for entry_id, fields in entries:
+                if cursor != ">" and await self._gave_up_on(stream, group, consumer, entry_id, fields):
+                    continue
                 delivery = await self._decode(spec, stream, group, entry_id, fields)
                 if delivery is not None:
                     yield delivery
@@ -171,14 +174,32 @@ class Bus:
             envelope = Envelope.model_validate_json(fields[FIELD])
             message = spec.adapter.validate_python(envelope.data)
         except (KeyError, ValidationError, ValueError) as error:
-            log.error("undecodable entry %s on %s moved to dead-letter: %s", entry_id, stream, error)
-            await self.redis.xadd(self.names.dead_letter(),
-                                  {"stream": stream, "entry": entry_id, "error": str(error)[:500],
-                                   "raw": str(fields)[:2000]}, maxlen=1000, approximate=True)
-            if group is not None:
-                await self.redis.xack(stream, group, entry_id)
+            await self._dead_letter(stream, group, entry_id, fields, f"undecodable: {error}")
             return None
         return Delivery(entry_id, envelope, message, self, stream, group)
+
+    async def _dead_letter(self, stream: str, group: str | None, entry_id: str,
+                           fields: dict[str, str], reason: str) -> None:
+        """Set an entry aside (acknowledged, kept in the dead-letter stream for a technician)."""
+        log.error("entry %s on %s moved to dead-letter: %s", entry_id, stream, reason)
+        await self.redis.xadd(self.names.dead_letter(),
+                              {"stream": stream, "entry": entry_id, "error": reason[:500],
+                               "raw": str(fields)[:2000]}, maxlen=1000, approximate=True)
+        if group is not None:
+            await self.redis.xack(stream, group, entry_id)
+
+    async def _gave_up_on(self, stream: str, group: str, consumer: str, entry_id: str,
+                          fields: dict[str, str]) -> bool:
+        """A pending entry handed out MAX_DELIVERIES times without an ack keeps crashing its
+        consumer: dead-letter it, or it would block the stream after every restart."""
+        pending = await self.redis.xpending_range(stream, group, min=entry_id, max=entry_id,
+                                                  count=1, consumername=consumer)
+        deliveries = pending[0]["times_delivered"] if pending else 0
+        if deliveries <= MAX_DELIVERIES:
+            return False
+        await self._dead_letter(stream, group, entry_id, fields,
+                                f"delivered {deliveries} times without being acknowledged")
+        return True
 
     # ---- request/reply ------------------------------------------------------------
 

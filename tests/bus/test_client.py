@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from bus import Bus, BusRequestError, contract
+from bus.client import MAX_DELIVERIES
 from bus.enums import ConnectorStatus, ReplyError, Standard, StartSource, StopReason
 from bus.messages import (
     AuthorizeRequest,
@@ -202,3 +203,22 @@ async def test_a_command_whose_caller_gave_up_is_never_executed(bus: Bus) -> Non
         stop.set()
         await task
         await server.close()
+
+
+async def test_an_entry_that_keeps_crashing_its_consumer_is_set_aside(bus: Bus, redis_client) -> None:
+    """A consumer that dies on an entry every time would otherwise replay it forever."""
+    poison = CardPresented(uid="0A0000DEAD")
+    await bus.publish(contract.CARDS, poison)
+    for _ in range(MAX_DELIVERIES):  # each 'run' reads the entry and crashes before acking it
+        consumer = bus.consume(contract.CARDS, "g", "c", block_ms=50)
+        assert (await anext(consumer)).message == poison
+        await consumer.aclose()
+    good = CardPresented(uid="0A00000004")
+    await bus.publish(contract.CARDS, good)
+    consumer = bus.consume(contract.CARDS, "g", "c", block_ms=50)
+    delivery = await anext(consumer)
+    while delivery is None:
+        delivery = await anext(consumer)
+    assert delivery.message == good
+    await consumer.aclose()
+    assert redis_client.xlen(bus.names.dead_letter()) == 1
