@@ -22,6 +22,9 @@ class ChargingSession(models.Model):
     energy_wh = models.FloatField(default=0, help_text="energy delivered, Wh")
     peak_power_w = models.FloatField(default=0, help_text="highest power seen, W")
     stop_reason = models.CharField(max_length=32, blank=True)
+    stop_id_tag = models.CharField(max_length=20, blank=True, help_text="who stopped it; empty: the station")
+    start_published = models.BooleanField(default=False, help_text="session_started is on the bus")
+    stop_published = models.BooleanField(default=False, help_text="session_stopped is on the bus")
 
     class Meta:
         ordering = ["-started_at"]

@@ -7,9 +7,10 @@ import logging
 
 from bus import Service, contract
 from bus.enums import StopReason
-from bus.messages import CardPresented, SessionStopped, utcnow
+from bus.messages import CardPresented, utcnow
 from webapp.station.models import ChargingSession
 from workers.common.station_config import load_from_settings
+from workers.smartw import journal
 from workers.smartw.modbus_hardware import ModbusStationHardware
 from workers.smartw.station import StationLogic
 
@@ -76,19 +77,17 @@ class SmartwService(Service):
     async def _close_orphan_sessions(self, logic: StationLogic) -> None:
         """Sessions left open by a crash or power cut: the contactors are open now (open_all),
         so end them at the meter's register (after a power cut Redis is empty: wait for
-        counters' first reading) and tell ocpp16."""
+        counters' first reading) and tell ocpp16. Events a crash left unsent go out first."""
+        await journal.republish_unconfirmed(self.bus)
         async for row in ChargingSession.objects.filter(stopped_at__isnull=True):
             connector = logic.connectors.get(row.connector_id)
             reading = await logic.control.fresh_meter(connector) if connector else None
             if reading is None:
                 log.error("session %s: no meter reading; closing it at its start register", row.session_id)
             meter_stop = max(reading.energy_wh if reading else row.meter_start_wh, row.meter_start_wh)
-            stopped_at = utcnow()
             await ChargingSession.objects.filter(pk=row.pk).aupdate(
-                stopped_at=stopped_at, meter_stop_wh=meter_stop,
+                stopped_at=utcnow(), meter_stop_wh=meter_stop,
                 energy_wh=meter_stop - row.meter_start_wh, stop_reason=StopReason.POWER_LOSS.value)
-            await self.bus.publish(contract.SESSIONS, SessionStopped(
-                session_id=row.session_id, connector_id=row.connector_id, meter_stop_wh=meter_stop,
-                reason=StopReason.POWER_LOSS, at=stopped_at))
+            await journal.publish_stopped(self.bus, await ChargingSession.objects.aget(pk=row.pk))
             log.warning("session %s on connector %s was left open; closed with PowerLoss",
                         row.session_id, row.connector_id)

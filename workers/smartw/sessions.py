@@ -16,8 +16,9 @@ from datetime import datetime
 
 from bus import Bus, contract
 from bus.enums import StopReason
-from bus.messages import MeterReading, SessionStarted, SessionStopped, utcnow
+from bus.messages import MeterReading, utcnow
 from webapp.station.models import ChargingSession
+from workers.smartw import journal
 from workers.smartw.connector import ActiveSession, ConnectorRuntime, PendingStart
 from workers.smartw.hardware import HardwareError, StationHardware
 
@@ -92,15 +93,12 @@ class SessionControl:
         session = ActiveSession(session_id=uuid.uuid4().hex, id_tag=id_tag, started_at=utcnow(),
                                 meter_start_wh=meter.energy_wh)
         connector.session, connector.pending, connector.finishing = session, None, False
-        await ChargingSession.objects.acreate(
+        row = await ChargingSession.objects.acreate(
             session_id=session.session_id, connector_id=connector.id,
             standard=connector.config.standard.value, id_tag=id_tag, started_at=session.started_at,
             meter_start_wh=session.meter_start_wh,
         )
-        await self.bus.publish(contract.SESSIONS, SessionStarted(
-            session_id=session.session_id, connector_id=connector.id, id_tag=id_tag,
-            meter_start_wh=session.meter_start_wh, at=session.started_at,
-        ))
+        await journal.publish_started(self.bus, row)
         log.info("connector %s: session %s started for %s at %.0f Wh", connector.id,
                  session.session_id, id_tag, session.meter_start_wh)
 
@@ -155,16 +153,13 @@ class SessionControl:
                            reason: StopReason, id_tag: str | None) -> None:
         meter = connector.meter
         meter_stop = meter.energy_wh if meter else session.meter_start_wh
-        stopped_at = utcnow()
         await ChargingSession.objects.filter(session_id=session.session_id).aupdate(
-            stopped_at=stopped_at, meter_stop_wh=meter_stop,
+            stopped_at=utcnow(), meter_stop_wh=meter_stop,
             energy_wh=max(meter_stop - session.meter_start_wh, 0.0),
-            peak_power_w=session.peak_power_w, stop_reason=reason.value,
+            peak_power_w=session.peak_power_w, stop_reason=reason.value, stop_id_tag=id_tag or "",
         )
-        await self.bus.publish(contract.SESSIONS, SessionStopped(
-            session_id=session.session_id, connector_id=connector.id, id_tag=id_tag,
-            meter_stop_wh=meter_stop, reason=reason, at=stopped_at,
-        ))
+        row = await ChargingSession.objects.aget(session_id=session.session_id)
+        await journal.publish_stopped(self.bus, row)
         log.info("connector %s: session %s stopped (%s) at %.0f Wh", connector.id,
                  session.session_id, reason.value, meter_stop)
 
