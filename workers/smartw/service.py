@@ -31,6 +31,7 @@ class SmartwService(Service):
             await hardware.open_all(emergency=False)
             await self._close_orphan_sessions(logic)
             await asyncio.gather(
+                self._guard_loop(logic, config.io_module.poll_s),
                 self._control_loop(logic, config.io_module.poll_s),
                 self._card_loop(logic),
                 self.bus.serve(contract.START, logic.requests.start_command, stop=self.stopping),
@@ -39,6 +40,11 @@ class SmartwService(Service):
         finally:
             await self._shutdown(logic)
             await hardware.close()
+
+    async def _guard_loop(self, logic: StationLogic, period_s: float) -> None:
+        while not self.stopping.is_set():
+            await logic.guard()
+            await self.sleep(period_s)
 
     async def _control_loop(self, logic: StationLogic, period_s: float) -> None:
         loop = asyncio.get_running_loop()

@@ -40,16 +40,24 @@ class StationLogic:
     def blocked_reason(self) -> str | None:
         return self.station_fault.info if self.station_fault else None
 
-    async def cycle(self) -> None:
-        """Safety first: the e-stop and the IO module are read and acted on before anything
-        else of the cycle (controllers, meters) can delay it."""
+    async def guard(self) -> None:
+        """The safety check, run in its own loop that touches only the hardware: neither a
+        slow Redis nor a slow controller can delay opening the contactors on e-stop or a
+        lost IO module (safety invariant 2)."""
         previous_fault = self.station_fault
         await self._read_safety_inputs()
         if self.station_fault is not None:
-            await self._enforce_safe_state(entering=self.station_fault is not previous_fault)
+            if self.station_fault is not previous_fault or self.station_fault is ESTOP:
+                await self.hardware.open_all(emergency=True)
         elif previous_fault is IO_OFFLINE:
             # Commands sent while the module was lost never arrived: say "open" again.
             await self.hardware.open_all(emergency=False)
+
+    async def cycle(self) -> None:
+        """Sessions, power sharing and publishing; the guard has opened everything already
+        when the station is faulted."""
+        if self.station_fault is not None:
+            self._end_sessions_for_fault()
         for connector in self.connectors.values():
             await self._read_connector(connector)
         if self.station_fault is None:
@@ -93,11 +101,9 @@ class StationLogic:
             connector.finishing = False
             self.requests.spawn(self.requests.ev_plugged(connector))  # a start must not hold the cycle
 
-    async def _enforce_safe_state(self, entering: bool) -> None:
-        """Open everything first (within this cycle), then end the sessions in the background:
-        ending one waits for the meter to show zero power so meterStop is the final register."""
-        if entering or self.station_fault is ESTOP:
-            await self.hardware.open_all(emergency=True)
+    def _end_sessions_for_fault(self) -> None:
+        """End the sessions in the background (the guard opened the contactors): ending one
+        waits for the meter to show zero power so meterStop is the final register."""
         reason = StopReason.EMERGENCY_STOP if self.station_fault is ESTOP else StopReason.OTHER
         for connector in self.connectors.values():
             connector.pending = None
