@@ -107,6 +107,12 @@ CONNECTOR_CHANGES = StreamSpec(
     "events:connectors", TypeAdapter(m.ConnectorState), "smartw",
     "Every change of a connector's state (status, power, energy): the HMI's live feed.",
 )
+STATION_CHANGES = StreamSpec(
+    "events:station", TypeAdapter(m.StationState), "smartw",
+    "Every change of the station state (connector 0: e-stop, IO module), so even a short "
+    "fault reaches the CSMS.",
+    maxlen=1_000,
+)
 AUTH_RESULTS = StreamSpec(
     "events:auth", TypeAdapter(m.AuthResult), "smartw",
     "Outcome of each card presented, for the HMI.",
@@ -144,6 +150,7 @@ ALL_KEYS: tuple[KeySpec[Any], ...] = (
     HEARTBEAT, METER, CONNECTOR, STATION, OCPP_LINK, OCPP_TRANSACTION, SUPERVISOR,
     DIAG,
 )
-ALL_STREAMS: tuple[StreamSpec[Any], ...] = (CARDS, SESSIONS, CONNECTOR_CHANGES, AUTH_RESULTS)
+ALL_STREAMS: tuple[StreamSpec[Any], ...] = (CARDS, SESSIONS, CONNECTOR_CHANGES, STATION_CHANGES,
+                                            AUTH_RESULTS)
 ALL_COMMANDS: tuple[CommandSpec[Any, Any], ...] = (START, STOP, AUTHORIZE, SIM,
                                                  EXIT_FOR_UPDATE)

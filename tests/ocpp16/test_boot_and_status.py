@@ -87,3 +87,19 @@ async def test_pending_registration_retries_boot_after_the_interval_and_sends_no
     boots = csms.calls("BootNotification")
     assert actions[:len(boots)] == ["BootNotification"] * len(boots)  # nothing else before Accepted
     assert boots[1].at - boots[0].at >= timedelta(seconds=0.9)  # the interval of the Pending answer
+
+
+async def test_a_short_station_fault_is_reported_for_connector_0(
+        bus: Bus, csms: Csms, start_ocpp16) -> None:
+    await bus.set(contract.STATION, StationState(status=ConnectorStatus.AVAILABLE, estop=False,
+                                                 io_online=True))
+    start_ocpp16(csms.url)
+    await csms.wait_for_call("StatusNotification", count=3, timeout_s=20)
+
+    await bus.publish(contract.STATION_CHANGES, StationState(status=ConnectorStatus.FAULTED,
+                                                             estop=True, io_online=True))
+    await bus.publish(contract.STATION_CHANGES, StationState(status=ConnectorStatus.AVAILABLE,
+                                                             estop=False, io_online=True))
+    await csms.wait_for_call("StatusNotification", count=5, timeout_s=10)
+    station = [c.payload["status"] for c in csms.calls("StatusNotification") if c.payload["connectorId"] == 0]
+    assert station == ["Available", "Faulted", "Available"]

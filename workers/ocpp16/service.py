@@ -85,7 +85,7 @@ class Ocpp16Service(Service):
         consumer = self.name  # stable, so entries left unacknowledged by a crash are read again
         jobs: list[Awaitable[object]] = [
             self.stopping.wait(), recorder.run(consumer), self.status.watch(consumer),
-            self.status.poll_station(), run_forever(self._transport(), self._on_open),
+            self.status.watch_station(consumer), run_forever(self._transport(), self._on_open),
             self.bus.serve(contract.AUTHORIZE, self.authorize, stop=self.stopping),
         ]
         if settings.meter_value_sample_interval_s > 0:

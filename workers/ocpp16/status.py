@@ -27,7 +27,6 @@ from workers.ocpp16.protocol import CallFailure, CsmsCallError, CsmsConnection
 log = logging.getLogger(__name__)
 
 GROUP = "ocpp16"
-STATION_POLL_S = 1.0
 RETRY_S = 10.0  # a StatusNotification the CSMS refused is tried again after this
 MAX_PENDING = 500  # transitions kept while they cannot be sent
 MAX_INFO_CHARS = 50  # StatusNotification.info limit
@@ -119,12 +118,13 @@ class StatusReporter:
                 self.apply(state.connector_id, from_connector(state))
                 await delivery.ack()
 
-    async def poll_station(self) -> None:
-        while True:
-            station = await self._bus.get(contract.STATION)
-            if station is not None:
-                self.apply(0, from_station(station))
-            await asyncio.sleep(STATION_POLL_S)
+    async def watch_station(self, consumer: str) -> None:
+        """Follow smartw's station changes (connector 0), every one of them: an e-stop
+        pressed and released within a second is still reported."""
+        async for delivery in self._bus.consume(contract.STATION_CHANGES, GROUP, consumer):
+            if delivery is not None:
+                self.apply(0, from_station(delivery.message))
+                await delivery.ack()
 
     async def run(self, connection: CsmsConnection) -> None:
         """Report transitions over this connection, in order, until it closes."""

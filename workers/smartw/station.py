@@ -165,6 +165,7 @@ class StationLogic:
         )
         if _changed(self._published_station, station):
             await self.bus.set(contract.STATION, station)
+            await self.bus.publish(contract.STATION_CHANGES, station)
             self._published_station = station
         for connector in self.connectors.values():
             state = connector.snapshot(self.station_fault)
