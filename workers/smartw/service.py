@@ -1,4 +1,12 @@
-"""The smartw service: runs the control cycle and answers cards, start and stop requests."""
+"""The smartw service: the safety guard, the control cycle, cards, start and stop requests.
+
+Provides: keys contract.CONNECTOR (per connector) and contract.STATION; streams
+contract.CONNECTOR_CHANGES, contract.STATION_CHANGES, contract.SESSIONS, contract.AUTH_RESULTS;
+commands contract.START and contract.STOP; the ChargingSession table (its only writer).
+Requires: stream contract.CARDS (rfid), keys contract.METER (counters), command
+contract.AUTHORIZE (ocpp16); station.toml io_module, connectors[].controller and
+contactor_coil, station.max_power_kw; the IO module and charge controllers on their buses.
+"""
 
 from __future__ import annotations
 
