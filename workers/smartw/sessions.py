@@ -65,11 +65,18 @@ class SessionControl:
             try:
                 await self.hardware.set_output(connector.id, False, 0.0)
                 await self.hardware.set_contactor(connector.id, True)
+                await self._record_start(connector, id_tag, meter)
             except HardwareError as error:
                 log.error("connector %s: cannot close contactor: %s", connector.id, error)
                 await self._open_quietly(connector)
                 raise StartRefused("hardware_error") from error
-            await self._record_start(connector, id_tag, meter)
+            except BaseException:
+                # Cancelled (the caller's deadline) or failed half-way: never leave a contactor
+                # closed without a session. A row already written is closed (PowerLoss) and its
+                # events published when smartw next starts.
+                connector.session = None
+                await asyncio.shield(self._open_quietly(connector))
+                raise
             return "charging"
 
     def refusal(self, connector: ConnectorRuntime) -> str | None:
