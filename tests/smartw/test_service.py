@@ -104,6 +104,17 @@ async def connector(bus: Bus, connector_id: int, status: ConnectorStatus,
     return await async_wait_until(reached, timeout_s=timeout_s, what=f"connector {connector_id} {status}")
 
 
+async def charge_remotely(bus: Bus, connector_id: int) -> None:
+    """Plug an EV, start it as RemoteStartTransaction would (pre-authorized), see it charge."""
+    await sim(bus, action="plug", connector_id=connector_id)
+    await connector(bus, connector_id, ConnectorStatus.PREPARING)
+    await meter_ready(bus, connector_id)
+    reply = await bus.request(contract.START, StartRequest(connector_id=connector_id, id_tag="REMOTE1",
+                                                           source=StartSource.REMOTE, authorized=True))
+    assert reply.accepted, reply
+    await connector(bus, connector_id, ConnectorStatus.CHARGING)
+
+
 async def test_a_card_starts_charging_and_the_same_card_stops_at_the_final_meter_reading(
         bus: Bus, ocpp: FakeOcpp, sim_station: SimStation, services: Path) -> None:
     await connector(bus, 1, ConnectorStatus.AVAILABLE)
@@ -155,13 +166,7 @@ async def test_a_rejected_card_starts_nothing(bus: Bus, ocpp: FakeOcpp, sim_stat
 
 async def test_estop_opens_the_contactor_and_ends_the_session_as_emergency_stop(
         bus: Bus, ocpp: FakeOcpp, sim_station: SimStation) -> None:
-    await sim(bus, action="plug", connector_id=2)
-    await connector(bus, 2, ConnectorStatus.PREPARING)
-    await meter_ready(bus, 2)
-    reply = await bus.request(contract.START, StartRequest(connector_id=2, id_tag="REMOTE1",
-                                                           source=StartSource.REMOTE, authorized=True))
-    assert reply.accepted, reply
-    await connector(bus, 2, ConnectorStatus.CHARGING)
+    await charge_remotely(bus, 2)
 
     await sim(bus, action="estop", pressed=True)
     faulted = await connector(bus, 2, ConnectorStatus.FAULTED, timeout_s=2)
@@ -178,13 +183,7 @@ async def test_estop_opens_the_contactor_and_ends_the_session_as_emergency_stop(
 
 async def test_unplugging_ends_the_session_as_ev_disconnected(
         bus: Bus, ocpp: FakeOcpp, sim_station: SimStation) -> None:
-    await sim(bus, action="plug", connector_id=1)
-    await connector(bus, 1, ConnectorStatus.PREPARING)
-    await meter_ready(bus, 1)
-    reply = await bus.request(contract.START, StartRequest(connector_id=1, id_tag="REMOTE1",
-                                                           source=StartSource.REMOTE, authorized=True))
-    assert reply.accepted
-    await connector(bus, 1, ConnectorStatus.CHARGING)
+    await charge_remotely(bus, 1)
     await sim(bus, action="unplug", connector_id=1)
     stopped = await ocpp.event(SessionStopped)
     assert stopped.reason is StopReason.EV_DISCONNECTED
@@ -193,13 +192,7 @@ async def test_unplugging_ends_the_session_as_ev_disconnected(
 
 async def test_losing_the_io_module_ends_the_session_and_faults_every_connector(
         bus: Bus, ocpp: FakeOcpp, sim_station: SimStation) -> None:
-    await sim(bus, action="plug", connector_id=1)
-    await connector(bus, 1, ConnectorStatus.PREPARING)
-    await meter_ready(bus, 1)
-    reply = await bus.request(contract.START, StartRequest(connector_id=1, id_tag="REMOTE1",
-                                                           source=StartSource.REMOTE, authorized=True))
-    assert reply.accepted
-    await connector(bus, 1, ConnectorStatus.CHARGING)
+    await charge_remotely(bus, 1)
 
     assert sim_station.process.stop() == 0  # every simulated device goes silent at once
     stopped = await ocpp.event(SessionStopped)
