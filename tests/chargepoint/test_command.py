@@ -16,20 +16,12 @@ from bus import Bus, contract
 from bus.enums import UpdateKind
 from bus.messages import ExitForUpdateRequest
 from tests.chargepoint.conftest import StartChargepoint
-from tests.support.station import chargepoint_env
+from tests.support.station import chargepoint_env, pid_alive
 from tests.support.waiting import wait_until
 from webapp.env import REPO_ROOT
 from workers.chargepoint.exit_codes import ExitCode
 
 REAL = ["diag", "counters"]  # services that run without the simulator
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _run(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
@@ -77,7 +69,7 @@ def test_sigterm_stops_every_real_service_and_exits_0(start_chargepoint: StartCh
     chargepoint = start_chargepoint("manage.py", "chargepoint", "--only", ",".join(REAL))
     pids = chargepoint.wait_running(REAL)
     assert chargepoint.stop() == ExitCode.STOP
-    assert not any(_alive(pid) for pid in pids.values())
+    assert not any(pid_alive(pid) for pid in pids.values())
 
 
 def test_killed_real_service_runs_again_within_3_s(start_chargepoint: StartChargepoint) -> None:
@@ -99,7 +91,7 @@ def test_stopped_real_service_is_replaced_within_3_s(start_chargepoint: StartCha
     try:
         wait_until(lambda: chargepoint.pids().get("diag") not in (None, old), timeout_s=3,
                    what="the stopped diag replaced")
-        wait_until(lambda: not _alive(old), timeout_s=1, what="the hung diag killed")
+        wait_until(lambda: not pid_alive(old), timeout_s=1, what="the hung diag killed")
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(old, signal.SIGKILL)
@@ -114,7 +106,7 @@ async def test_exit_for_update_stops_services_and_exits_with_the_kinds_code(
     reply = await bus.request(contract.EXIT_FOR_UPDATE, ExitForUpdateRequest(kind=kind))
     assert reply.accepted
     assert chargepoint.wait_exit() == ExitCode.for_update(kind)
-    assert not _alive(pid)
+    assert not pid_alive(pid)
 
 
 async def test_malformed_update_request_is_refused_and_changes_nothing(

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from bus import contract
 from bus.enums import ChildStatus
 from bus.service import Service
-from tests.support.station import ChargepointProcess, hold
+from tests.support.station import ChargepointProcess, hold, pid_alive
 from tests.support.waiting import wait_until
 from workers.chargepoint.supervisor import BUS_SETTLE_S
 from workers.common.redis_server import free_port, start_redis
@@ -30,20 +30,12 @@ StartToys = Callable[..., ChargepointProcess]
 HEARTBEAT_TTL_S = Service.heartbeat_ttl_s
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_service_that_never_beats_is_killed_after_the_grace(start_toys: StartToys) -> None:
     supervisor = start_toys(TOY, SILENT, grace=1.0)
     first = wait_until(lambda: supervisor.pids().get("silent"), timeout_s=10, what="silent started")
     wait_until(lambda: supervisor.children()["silent"].restarts >= 1, timeout_s=10,
                what="silent restarted after the grace")
-    assert not _alive(first)
+    assert not pid_alive(first)
     assert supervisor.children()["silent"].status is not ChildStatus.RUNNING
     assert supervisor.children()["toy"].restarts == 0  # the healthy sibling is left alone
 
@@ -70,7 +62,7 @@ def test_sigterm_stops_every_child_and_exits_0(start_toys: StartToys) -> None:
     pid = supervisor.wait_running(["toy"], timeout_s=20)["toy"]
     silent = wait_until(lambda: supervisor.pids().get("silent"), timeout_s=10, what="silent started")
     assert supervisor.stop() == 0
-    assert not _alive(pid) and not _alive(silent)
+    assert not pid_alive(pid) and not pid_alive(silent)
 
 
 def test_chargepoint_killed_outright_takes_its_children_along(start_toys: StartToys) -> None:
@@ -78,7 +70,7 @@ def test_chargepoint_killed_outright_takes_its_children_along(start_toys: StartT
     pid = supervisor.wait_running(["toy"], timeout_s=20)["toy"]
     supervisor.process.kill()
     supervisor.process.wait(timeout=5)
-    wait_until(lambda: not _alive(pid), timeout_s=5, what="the orphaned child to stop")
+    wait_until(lambda: not pid_alive(pid), timeout_s=5, what="the orphaned child to stop")
 
 
 def test_redis_outage_longer_than_the_heartbeat_ttl_restarts_nothing(

@@ -197,6 +197,15 @@ def hold(seconds: float) -> None:
     time.sleep(seconds)
 
 
+def pid_alive(pid: int) -> bool:
+    """The process exists (a zombie counts until it is reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _runs_module(pid: int, module: str) -> bool:
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
