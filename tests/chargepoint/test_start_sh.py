@@ -21,13 +21,14 @@ from workers.chargepoint.exit_codes import ExitCode
 START_SH = REPO_ROOT / "ops" / "start.sh"
 
 STAND_IN = """#!/usr/bin/env bash
-echo "$*" >> "$RUNS"
 code="$(head -n 1 "$PLAN")"
 sed -i 1d "$PLAN"
 if [[ "$code" == wait ]]; then
-    trap 'echo TERM >> "$RUNS"; exit 0' TERM
+    trap 'echo TERM >> "$RUNS"; exit 0' TERM  # before the run is recorded: the test waits for it
+    echo "$*" >> "$RUNS"
     while true; do sleep 0.05; done
 fi
+echo "$*" >> "$RUNS"
 exit "${code:-0}"
 """
 

@@ -46,6 +46,9 @@ class Transaction(models.Model):
     meter_stop_wh = models.BigIntegerField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
     stop_reason = models.CharField(max_length=32, blank=True)
+    last_sampled_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="boundary of the last periodic MeterValues queued; a restarted ocpp16 goes on from it")
 
     class Meta:
         ordering = ["-started_at"]

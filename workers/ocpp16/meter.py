@@ -52,7 +52,9 @@ class MeterSampler:
             running = await db(self._queue.running)
             for tx in running:
                 index = math.floor((now - tx.started_at) / self._interval)
-                if index >= 1 and self._last_index.get(tx.session_id, 0) < index:
+                if tx.session_id not in self._last_index:
+                    self._last_index[tx.session_id] = self._index_of(tx.started_at, tx.last_sampled_at)
+                if index >= 1 and self._last_index[tx.session_id] < index:
                     self._last_index[tx.session_id] = index
                     # Stamped on the boundary, so samples are spaced exactly by the interval
                     # (OCTT TC_070); the reading is the one at hand a few ms after it.
@@ -61,6 +63,13 @@ class MeterSampler:
             live = {tx.session_id for tx in running}
             self._last_index = {k: v for k, v in self._last_index.items() if k in live}
             await asyncio.sleep(max(MIN_NAP_S, (next_due - utcnow()).total_seconds()))
+
+    def _index_of(self, started_at: datetime, sampled_at: datetime | None) -> int:
+        """The number of the boundary `sampled_at` was (0: none yet), so samples a previous
+        ocpp16 process already queued are not queued twice after a restart."""
+        if sampled_at is None:
+            return 0
+        return round((sampled_at - started_at) / self._interval)
 
     async def _sample(self, tx: Transaction, at: datetime) -> None:
         reading = await self._bus.get(contract.METER, meter=meter_name(tx.connector_id))
@@ -74,5 +83,5 @@ class MeterSampler:
         if problem is not None:
             log.error("connector %s: MeterValues not queued: %s", tx.connector_id, problem)
             return
-        if await db(self._queue.add_meter_values, tx.session_id, payload):
+        if await db(self._queue.add_meter_values, tx.session_id, payload, at):
             await self._on_queued()
