@@ -79,6 +79,11 @@ OCPP_TRANSACTION = KeySpec(
     "OCPP transaction running on connector N; deleted when it ends.",
 )
 
+DEVICE = KeySpec(
+    "device:{device}", m.DeviceState, "the service polling the device (counters, smartw, rfid)",
+    "Latest availability of one device; every change also goes to DEVICE_CHANGES.",
+)
+
 SUPERVISOR = KeySpec(
     "chargepoint:children", m.SupervisorState, "chargepoint",
     "Every service chargepoint runs: pid, status, restart count; refreshed every second.",
@@ -119,6 +124,12 @@ AUTH_RESULTS = StreamSpec(
     maxlen=1_000,
 )
 
+DEVICE_CHANGES = StreamSpec(
+    "events:devices", TypeAdapter(m.DeviceState), "the service polling the device",
+    "A device became unavailable, faulted or recovered (fault events for smartw, diag, the HMI).",
+    maxlen=1_000,
+)
+
 # ---- commands -------------------------------------------------------------------------
 
 START = CommandSpec(
@@ -148,9 +159,9 @@ EXIT_FOR_UPDATE = CommandSpec(
 
 ALL_KEYS: tuple[KeySpec[Any], ...] = (
     HEARTBEAT, METER, CONNECTOR, STATION, OCPP_LINK, OCPP_TRANSACTION, SUPERVISOR,
-    DIAG,
+    DIAG, DEVICE,
 )
 ALL_STREAMS: tuple[StreamSpec[Any], ...] = (CARDS, SESSIONS, CONNECTOR_CHANGES, STATION_CHANGES,
-                                            AUTH_RESULTS)
+                                            AUTH_RESULTS, DEVICE_CHANGES)
 ALL_COMMANDS: tuple[CommandSpec[Any, Any], ...] = (START, STOP, AUTHORIZE, SIM,
                                                  EXIT_FOR_UPDATE)

@@ -90,6 +90,18 @@ class StationState(Message):
     at: datetime = Field(default_factory=utcnow)
 
 
+class DeviceState(Message):
+    """Whether one device on the station answers (written by the service that polls it)."""
+
+    device: str = Field(description="device name: 'meter:connector1', 'controller:1', 'io', "
+                                    "'imd', 'power_module:3', 'rfid', ...")
+    bus: str = Field(default="", description="bus name from station.toml ('' for a serial device)")
+    available: bool = Field(description="False once it missed two polls in a row (or refused)")
+    reason: str = Field(default="", description="why it is unavailable or faulted, for logs and UIs")
+    fault: str | None = Field(default=None, description="device-reported fault code, if any")
+    at: datetime = Field(default_factory=utcnow)
+
+
 class OcppLink(Message):
     """State of the CSMS connection, written by ocpp16."""
 

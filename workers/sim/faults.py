@@ -1,0 +1,81 @@
+"""What `manage.py sim fault|clear|offline|online|list` can do to a simulated device.
+
+Every simulated device (meter, controller, IO module, IMD, power module, RFID reader)
+registers one `SimulatedDevice` under the name `sim list` prints. `offline` makes the device
+silent on its wire exactly as an unplugged RS485 device is (no answer at all, so the driver
+times out); `fault KIND` makes it report one of its own fault kinds the way the real device
+does (a status bit, an error register, an alarm input); `clear` removes every fault.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class UnknownFault(ValueError):
+    """The device has no fault of that kind (the message lists the kinds it has)."""
+
+
+class SimulatedDevice(Protocol):
+    name: str  # as `sim list` shows it: 'meter1', 'controller2', 'io', 'imd', 'pm3', 'rfid'...
+    fault_kinds: tuple[str, ...]
+
+    def set_online(self, online: bool) -> None:
+        """False: the device stops answering on its wire; True: it answers again."""
+        ...
+
+    def inject_fault(self, kind: str) -> None:
+        """Raise UnknownFault for a kind not in `fault_kinds`."""
+        ...
+
+    def clear_faults(self) -> None:
+        ...
+
+
+@dataclass
+class FaultState:
+    """Reusable bookkeeping for a simulated device's online flag and active faults."""
+
+    name: str
+    fault_kinds: tuple[str, ...]
+    online: bool = True
+    faults: set[str] = field(default_factory=set)
+
+    def set_online(self, online: bool) -> None:
+        self.online = online
+
+    def inject_fault(self, kind: str) -> None:
+        if kind not in self.fault_kinds:
+            known = ", ".join(self.fault_kinds) or "none"
+            raise UnknownFault(f"{self.name} has no fault {kind!r} (its faults: {known})")
+        self.faults.add(kind)
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def has(self, kind: str) -> bool:
+        return kind in self.faults
+
+
+class DeviceRegistry:
+    """The simulated devices by name, for the sim command."""
+
+    def __init__(self) -> None:
+        self._devices: dict[str, SimulatedDevice] = {}
+
+    def add(self, device: SimulatedDevice) -> None:
+        if device.name in self._devices:
+            raise ValueError(f"two simulated devices are named {device.name!r}")
+        self._devices[device.name] = device
+
+    def get(self, name: str) -> SimulatedDevice | None:
+        return self._devices.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._devices)
+
+    def describe(self) -> list[tuple[str, bool, tuple[str, ...]]]:
+        """(name, online, fault kinds) of every device, for `sim list`."""
+        return [(name, getattr(device, "online", True), device.fault_kinds)
+                for name, device in sorted(self._devices.items())]
