@@ -63,13 +63,27 @@ async def test_a_meter_that_stops_answering_goes_stale_and_is_logged_once(
     wait_until(lambda: counters.output().count("stopped answering") >= 2, what="the outage logged")
     log = counters.output()
     assert log.count("meter connector1 stopped answering") == 1, log
+    state = await async_wait_until(lambda: _unavailable(bus, "meter:connector1"), timeout_s=5,
+                                   what="meter:connector1 marked unavailable")
+    assert state.bus == "sim_tcp" and state.reason
+    _, deliveries = await bus.tail(contract.DEVICE_CHANGES, "0-0")
+    changes = [delivery.message for delivery in deliveries]
+    assert [(c.device, c.available) for c in changes if c.device == "meter:connector1"][-2:] == [
+        ("meter:connector1", True), ("meter:connector1", False)]
 
     restarted = ServiceProcess("workers.sim", service_env(sim_station.files), tmp_path / "sim2.log")
     try:
         wait_sim_ready(redis_client, restarted, sim_station.files)
         await async_wait_until(lambda: reading(bus, 1), what="connector1 reading after the sim is back")
         assert "meter connector1 answers again" in counters.output()
+        state = await bus.get(contract.DEVICE, device="meter:connector1")
+        assert state is not None and state.available
         assert counters.output().count("meter connector1 stopped answering") == 1
     finally:
         assert restarted.stop() == 0
 
+
+
+async def _unavailable(bus: Bus, device: str):
+    state = await bus.get(contract.DEVICE, device=device)
+    return state if state is not None and not state.available else None
