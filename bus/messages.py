@@ -52,10 +52,14 @@ class MeterReading(Message):
     """Latest reading of one energy meter (counters writes it every poll)."""
 
     meter: str = Field(description="meter name: 'connector<N>' or 'station'")
-    energy_wh: float = Field(ge=0, description="import register, Wh, monotonic")
+    energy_wh: float = Field(ge=0, description="billing register, Wh, monotonic: the meter's import "
+                                               "register advanced only by plausible steps")
     power_w: float = Field(description="total active power, W (negative = export)")
     voltage_v: float | None = Field(default=None, description="L1-N or DC voltage, V")
     current_a: float | None = Field(default=None, description="L1 or DC current, A")
+    register_wh: float | None = Field(default=None, description="the meter's raw import register, Wh")
+    anomaly: str | None = Field(default=None, description="why this reading's energy step was not "
+                                                          "billed: 'energy_backwards' or 'energy_jump'")
     at: datetime = Field(default_factory=utcnow)
 
 

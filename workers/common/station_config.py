@@ -88,6 +88,7 @@ class RfidConfig(_Model):
 class StationSection(_Model):
     name: str = "station"
     max_power_kw: float = Field(gt=0, description="grid connection limit, kW")
+    meter: MeterConfig | None = Field(default=None, description="optional meter at the grid connection")
 
 
 class StationConfig(_Model):
@@ -103,6 +104,8 @@ class StationConfig(_Model):
         if len(set(ids)) != len(ids):
             raise ValueError(f"connector ids must be unique, got {ids}")
         refs = [("io_module", self.io_module.bus)]
+        if self.station.meter is not None:
+            refs.append(("station.meter", self.station.meter.bus))
         for index, connector in enumerate(self.connectors):
             refs.append((f"connectors[{index}].meter", connector.meter.bus))
             refs.append((f"connectors[{index}].controller", connector.controller.bus))
