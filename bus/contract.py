@@ -84,6 +84,11 @@ DEVICE = KeySpec(
     "Latest availability of one device; every change also goes to DEVICE_CHANGES.",
 )
 
+POWER_MODULE = KeySpec(
+    "power_module:{module}", m.PowerModuleReading, "smartw",
+    "Latest reading of a DC power module; expires 3 poll periods after the module stops answering.",
+)
+
 SUPERVISOR = KeySpec(
     "chargepoint:children", m.SupervisorState, "chargepoint",
     "Every service chargepoint runs: pid, status, restart count; refreshed every second.",
@@ -149,7 +154,13 @@ AUTHORIZE = CommandSpec(
 )
 SIM = CommandSpec(
     "sim.control", m.SimAction, m.CommandResult, "sim",
-    "Drive the simulator: plug/unplug an EV, present a card, press e-stop.",
+    "Drive the simulator: plug/unplug an EV, present a card, press e-stop, open the door, "
+    "fault a device or take it offline.",
+)
+
+SIM_DEVICES = CommandSpec(
+    "sim.devices", m.Empty, m.SimDeviceList, "sim",
+    "Name every simulated device with its fault kinds (`manage.py sim list`).",
 )
 
 EXIT_FOR_UPDATE = CommandSpec(
@@ -159,9 +170,9 @@ EXIT_FOR_UPDATE = CommandSpec(
 
 ALL_KEYS: tuple[KeySpec[Any], ...] = (
     HEARTBEAT, METER, CONNECTOR, STATION, OCPP_LINK, OCPP_TRANSACTION, SUPERVISOR,
-    DIAG, DEVICE,
+    DIAG, DEVICE, POWER_MODULE,
 )
 ALL_STREAMS: tuple[StreamSpec[Any], ...] = (CARDS, SESSIONS, CONNECTOR_CHANGES, STATION_CHANGES,
                                             AUTH_RESULTS, DEVICE_CHANGES)
-ALL_COMMANDS: tuple[CommandSpec[Any, Any], ...] = (START, STOP, AUTHORIZE, SIM,
+ALL_COMMANDS: tuple[CommandSpec[Any, Any], ...] = (START, STOP, AUTHORIZE, SIM, SIM_DEVICES,
                                                  EXIT_FOR_UPDATE)

@@ -106,6 +106,19 @@ class DeviceState(Message):
     at: datetime = Field(default_factory=utcnow)
 
 
+class PowerModuleReading(Message):
+    """One DC power module's measured output and status (smartw polls it over CAN)."""
+
+    module: str = Field(description="'pm1'..'pmN', in station.toml order")
+    address: int = Field(ge=0, le=255, description="CAN address of the module")
+    voltage_v: float = Field(description="measured output voltage, V")
+    current_a: float = Field(description="measured output current, A")
+    output_on: bool = Field(description="the module's DC output is on")
+    status: list[str] = Field(default_factory=list, description="status flags the module reports")
+    fault: str | None = Field(default=None, description="readable fault, None when healthy")
+    at: datetime = Field(default_factory=utcnow)
+
+
 class OcppLink(Message):
     """State of the CSMS connection, written by ocpp16."""
 
@@ -212,18 +225,36 @@ class AuthorizeReply(Message):
 class SimAction(Message):
     """A command to the simulator (`manage.py sim ...`)."""
 
-    action: Literal["plug", "unplug", "swipe", "estop"]
+    action: Literal["plug", "unplug", "swipe", "estop", "door", "pause", "resume",
+                    "fault", "clear", "offline", "online"]
     connector_id: int | None = None
+    device: str | None = Field(default=None, description="fault/clear/offline/online: a `sim list` name")
+    kind: str | None = Field(default=None, description="fault: one of the device's fault kinds")
+    standard: Literal["ccs", "chademo", "gbt", "type2"] | None = Field(
+        default=None, description="plug: the EV's standard; None = the connector's own")
     soc: float | None = Field(default=None, ge=0, le=100)
     target_soc: float | None = Field(default=None, ge=0, le=100)
     capacity_kwh: float | None = Field(default=None, gt=0)
     max_power_kw: float | None = Field(default=None, gt=0)
     uid: str | None = None
     pressed: bool | None = None
+    open: bool | None = Field(default=None, description="door: True opens the cabinet door, False closes it")
 
 
 class Empty(Message):
     """No payload."""
+
+
+class SimDeviceInfo(Message):
+    """One simulated device as `sim list` shows it."""
+
+    name: str
+    online: bool
+    fault_kinds: list[str]
+
+
+class SimDeviceList(Message):
+    devices: list[SimDeviceInfo]
 
 
 # ---- chargepoint (supervisor) ---------------------------------------------------------

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pymodbus.client import ModbusTcpClient
 
 from bus import Bus, contract
 from bus.messages import MeterReading, SimAction
 from tests.sim.processes import ServiceProcess, SimStation, service_env, wait_sim_ready
+from tests.support.hardware import load_config, sync_tool_wire
 from tests.support.waiting import async_wait_until, wait_until
 
 
@@ -38,7 +38,7 @@ async def test_every_connector_meter_is_published_and_follows_charging(
     assert await bus.redis.pttl(bus.names.key(contract.METER.format(meter="connector1"))) <= 600
 
     assert (await bus.request(contract.SIM, SimAction(action="plug", connector_id=1))).accepted
-    with ModbusTcpClient("127.0.0.1", port=sim_station.files.modbus_port) as client:
+    with sync_tool_wire(load_config(sim_station.files.config)) as client:
         client.write_coil(0, True, device_id=10)
         client.write_registers(0, [1, 400], device_id=21)
 
@@ -65,7 +65,7 @@ async def test_a_meter_that_stops_answering_goes_stale_and_is_logged_once(
     assert log.count("meter connector1 stopped answering") == 1, log
     state = await async_wait_until(lambda: _unavailable(bus, "meter:connector1"), timeout_s=5,
                                    what="meter:connector1 marked unavailable")
-    assert state.bus == "sim_tcp" and state.reason
+    assert state.bus == "rs485_meters" and state.reason
     _, deliveries = await bus.tail(contract.DEVICE_CHANGES, "0-0")
     changes = [delivery.message for delivery in deliveries]
     assert [(c.device, c.available) for c in changes if c.device == "meter:connector1"][-2:] == [

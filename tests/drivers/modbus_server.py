@@ -30,11 +30,16 @@ def none() -> list[SimData]:
 
 
 def sdm630_words() -> list[int]:
-    """FC04 0x00..0x49: 230.1 V, 16 A, 11040 W, 1234.5 kWh (float32 ABCD, literal words)."""
-    words = [0] * 0x4A
+    """FC04 0x00..0x4B: 230.1 V, 16 A, 11040 W, 1234.5 kWh (float32 ABCD, literal words)."""
+    words = [0] * 0x4C
     words[0x00:0x02], words[0x06:0x08] = [0x4366, 0x199A], [0x4180, 0]
     words[0x34:0x36], words[0x48:0x4A] = [0x462C, 0x8000], [0x449A, 0x5000]
     return words
+
+
+# docs/controller-protocol.md v1: a CCS EV charging at 124 A of the 125 A it asks for, at 371 V
+CONTROLLER_INPUTS = [2, 42, 80, 500, 0, 1, 6, 0, 3712, 1250, 4100, 2439, 3710, 1240]
+CONTROLLER_IDENTITY = [1, 1, 2, 3, 0]  # protocol 1, firmware 1.2.3, application mode
 
 
 def station_devices() -> list[SimDevice]:
@@ -48,7 +53,8 @@ def station_devices() -> list[SimDevice]:
         SimDevice(METER_SDM630, (bits(), bits(), none(), registers(0, sdm630_words()))),
         SimDevice(METER_ACUDC, (bits(), bits(), registers(0x200, acudc), none())),
         SimDevice(IO_MODULE, (bits(), bits(), none(), none())),
-        SimDevice(CONTROLLER, (bits(), bits(), registers(0, [0, 0]), registers(0, [2, 42, 80, 500, 0]))),
+        SimDevice(CONTROLLER, (bits(), bits(), registers(0, [0, 0, 0xFFFF, 0xFFFF]) + registers(10, [0]),
+                               registers(0, CONTROLLER_INPUTS) + registers(100, CONTROLLER_IDENTITY))),
         SimDevice(SILENT, (bits(), bits(), registers(0, [1, 2]), registers(0, [1, 2]))),
     ]
 

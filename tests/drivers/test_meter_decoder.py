@@ -27,21 +27,21 @@ F32, ABCD = DataType.FLOAT32, WordOrder.HIGH_FIRST
 
 def sdm630_block(voltage=(0x4366, 0x199A), current=(0x4180, 0), power=(0x462C, 0x8000),
                  energy=(0x449A, 0x5000)) -> list[int]:
-    """FC04 words 0x00..0x49 of an SDM630: 230.1 V, 16 A, 11040 W, 1234.5 kWh."""
-    words = [0] * 0x4A
+    """FC04 words 0x00..0x4B of an SDM630: 230.1 V, 16 A, 11040 W, 1234.5 kWh (the rest 0)."""
+    words = [0] * 0x4C
     words[0x00:0x02], words[0x06:0x08] = voltage, current
     words[0x34:0x36], words[0x48:0x4A] = power, energy
     return words
 
 
 ACUDC_LIVE = [0x43C8, 0, 0x42FB, 0, 0x4248, 0xCCCD]  # 400 V, 125.5 A, 50.2 kW
-ACUDC_ENERGY = [0x0001, 0xE240]  # 123456 x 0.01 kWh
+ACUDC_ENERGY = [0x0001, 0xE240, 0, 0]  # import 123456 x 0.01 kWh, export 0
 
 
 @pytest.mark.parametrize(("model", "blocks", "words", "expected"), [
-    pytest.param("sdm630", (ReadBlock(FC04, 0x00, 0x4A),), [sdm630_block()],
+    pytest.param("sdm630", (ReadBlock(FC04, 0x00, 0x4C),), [sdm630_block()],
                  MeterSnapshot(1_234_500.0, 11_040.0, 230.1, 16.0), id="sdm630-one-block"),
-    pytest.param("acudc243", (ReadBlock(FC03, 0x200, 6), ReadBlock(FC03, 0x300, 2)),
+    pytest.param("acudc243", (ReadBlock(FC03, 0x200, 6), ReadBlock(FC03, 0x300, 4)),
                  [ACUDC_LIVE, ACUDC_ENERGY],
                  MeterSnapshot(1_234_560.0, 50_200.0, 400.0, 125.5), id="acudc243-kw-and-hundredths"),
 ])
@@ -59,23 +59,27 @@ def test_every_shipped_map_round_trips_a_reading(model) -> None:
     blocks = plan_blocks(meter)
     reading = MeterSnapshot(energy_wh=98_765.4, power_w=7_400.0, voltage_v=231.0, current_a=10.5)
     words = [[0] * block.count for block in blocks]
-    for register, encoded in encode_quantities(meter, reading):
-        index, block = next((i, b) for i, b in enumerate(blocks) if b.covers(register))
-        offset = register.address - block.address
-        words[index][offset:offset + len(encoded)] = encoded
+    for write in encode_quantities(meter, reading):
+        span = ReadBlock(write.table, write.address, len(write.words))
+        index, block = next((i, b) for i, b in enumerate(blocks) if b.contains(span))
+        offset = write.address - block.address
+        words[index][offset:offset + len(write.words)] = write.words
     decoded = decode_blocks(meter, blocks, words)
-    assert decoded.energy_wh == pytest.approx(reading.energy_wh, abs=10)  # acudc: 10 Wh steps
+    energy_step_wh = meter.register(Quantity.ENERGY_IMPORT).factor  # e.g. acudc: 10 Wh steps
+    assert decoded.energy_wh == pytest.approx(reading.energy_wh, abs=energy_step_wh)
     assert decoded.power_w == pytest.approx(reading.power_w, rel=1e-6)
 
 
 def _map(*registers: MeterRegister, max_block: int = 125, max_gap: int = 10) -> MeterMap:
-    return MeterMap("test", "test meter", registers, max_block, max_gap)
+    return MeterMap(model="test", description="test meter", registers=registers,
+                    max_block_registers=max_block, max_gap_registers=max_gap)
 
 
 def _reg(quantity: Quantity, address: int, table: FunctionCode = FC04,
          unit: str | None = None) -> MeterRegister:
     units = {Quantity.ENERGY_IMPORT: "kWh", Quantity.POWER: "W", Quantity.VOLTAGE: "V", Quantity.CURRENT: "A"}
-    return MeterRegister(quantity, table, address, F32, ABCD, 1.0, unit or units[quantity])
+    return MeterRegister(quantity=quantity, function_code=table, address=address, data_type=F32,
+                         word_order=ABCD, scale=1.0, unit=unit or units[quantity])
 
 
 @pytest.mark.parametrize(("registers", "limits", "blocks"), [
@@ -125,5 +129,5 @@ def test_a_broken_map_fails_when_it_is_written(build, message) -> None:
 
 
 def test_unknown_model_names_the_known_ones() -> None:
-    with pytest.raises(UnknownMeterModel, match="acudc243, sdm630"):
-        meter_map("abb_b23")
+    with pytest.raises(UnknownMeterModel, match="abb_b23, abb_b24, acudc243, djsf1352_rn"):
+        meter_map("landis_gyr_e350")

@@ -16,9 +16,11 @@ from tests.drivers.modbus_server import (
     SILENT,
     DriverTestServer,
 )
-from workers.drivers.controller import ChargeController, ControllerSnapshot, EvState
+from workers.common.station_config import IoModuleConfig
+from workers.drivers.controllers.interface import EvState, OutputLimits, SessionPhase
+from workers.drivers.controllers.station_dc import StationDcController
 from workers.drivers.errors import DeviceError
-from workers.drivers.io_module import IoModule
+from workers.drivers.io_module import ContactorWiring, IoModule
 from workers.drivers.meter import MeterDriver
 from workers.drivers.modbus_hub import ModbusHub
 
@@ -57,32 +59,47 @@ async def test_acudc243_meter_reads_its_two_blocks(hub: ModbusHub) -> None:
 
 
 async def test_controller_poll_and_output(hub: ModbusHub, server: DriverTestServer) -> None:
-    controller = ChargeController(hub, CONTROLLER)
-    assert await controller.poll() == ControllerSnapshot(EvState.C, 42.0, 80.0, 50_000.0, 0)
+    controller = StationDcController(hub, CONTROLLER)
+    snapshot = await controller.poll()
+    assert (snapshot.ev_state, snapshot.soc, snapshot.target_soc, snapshot.ev_max_power_w) == (
+        EvState.C, 42.0, 80.0, 50_000.0)
+    assert (snapshot.phase, snapshot.present.current_a, snapshot.firmware_version) == (
+        SessionPhase.CHARGING, 124.0, "1.2.3")
     await controller.set_output(True, 22_050.0)
     assert server.server is not None
     assert await server.server.async_getValues(CONTROLLER, 3, 0, 2) == [1, 220]  # rounded down
     assert await controller.read_output() == (True, 22_000.0)
+    await controller.set_limits(OutputLimits(power_w=30_000.0, current_a=80.0))
+    assert await server.server.async_getValues(CONTROLLER, 3, 0, 4) == [1, 300, 800, 0xFFFF]
     await server.server.async_setValues(CONTROLLER, 4, 0, [0, 0xFFFF, 0xFFFF, 0, 7])
-    assert await controller.poll() == ControllerSnapshot(EvState.A, None, None, 0.0, 7)
+    idle = await controller.poll()
+    assert (idle.ev_state, idle.soc, idle.error_code) == (EvState.A, None, 7)
 
 
-@pytest.mark.parametrize("inputs", [[4, 0, 0, 0, 0], [2, 101, 80, 0, 0]])
+@pytest.mark.parametrize(("address", "words"), [(0, [4]), (1, [101]), (6, [40])])
 async def test_controller_values_outside_the_protocol_are_a_device_error(
-        hub: ModbusHub, server: DriverTestServer, inputs: list[int]) -> None:
+        hub: ModbusHub, server: DriverTestServer, address: int, words: list[int]) -> None:
     assert server.server is not None
-    await server.server.async_setValues(CONTROLLER, 4, 0, inputs)
+    await server.server.async_setValues(CONTROLLER, 4, address, words)
     with pytest.raises(DeviceError, match="bad controller data"):
-        await ChargeController(hub, CONTROLLER).poll()
+        await StationDcController(hub, CONTROLLER).poll()
+
+
+async def test_a_controller_of_another_protocol_version_is_a_device_error(
+        hub: ModbusHub, server: DriverTestServer) -> None:
+    assert server.server is not None
+    await server.server.async_setValues(CONTROLLER, 4, 100, [2])
+    with pytest.raises(DeviceError, match="protocol version 2, not 1"):
+        await StationDcController(hub, CONTROLLER).poll()
 
 
 async def test_io_module_reads_estop_and_switches_contactors(hub: ModbusHub,
                                                              server: DriverTestServer) -> None:
-    io = IoModule(hub, IO_MODULE, estop_input=3, contactor_coils={1: 0, 2: 5})
+    io = IoModule(hub, IoModuleConfig(bus="testbus", device_id=IO_MODULE, estop_input=3),
+                  {1: ContactorWiring(0), 2: ContactorWiring(5)})
     assert server.server is not None
-    assert not await io.estop_pressed()
+    assert not (await io.poll()).estop_pressed
     await server.server.async_setValues(IO_MODULE, 2, 3, [True])
-    assert await io.estop_pressed()
     await io.set_contactor(2, True)
     assert await server.server.async_getValues(IO_MODULE, 1, 5, 1) == [True]
     snapshot = await io.poll()
@@ -127,7 +144,7 @@ async def test_hub_recovers_after_the_server_comes_back(hub: ModbusHub, server: 
 
 async def test_concurrent_users_of_one_hub_are_serialised(hub: ModbusHub) -> None:
     meter = MeterDriver(hub, METER_SDM630, "sdm630")
-    controller = ChargeController(hub, CONTROLLER)
+    controller = StationDcController(hub, CONTROLLER)
     polls = [meter.poll() for _ in range(10)] + [controller.poll() for _ in range(10)]
     results = await asyncio.gather(*polls)
     assert len(results) == 20
@@ -137,7 +154,7 @@ async def test_concurrent_users_of_one_hub_are_serialised(hub: ModbusHub) -> Non
     (lambda hub: hub.read_registers(1, 1, 0, 1), ValueError),
     (lambda hub: hub.read_registers(1, 4, 0, 126), ValueError),
     (lambda hub: hub.write_registers(1, 0, [70_000]), ValueError),
-    (lambda hub: ChargeController(hub, CONTROLLER).set_output(True, -1), ValueError),
+    (lambda hub: StationDcController(hub, CONTROLLER).set_output(True, -1), ValueError),
 ])
 async def test_programming_errors_are_refused_before_the_wire(hub: ModbusHub, call, error) -> None:
     with pytest.raises(error):

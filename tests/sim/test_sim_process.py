@@ -15,11 +15,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 import serial
-from pymodbus.client import AsyncModbusTcpClient, ModbusTcpClient
+from pymodbus.client import AsyncModbusTcpClient
 
 from bus import Bus, contract
 from bus.messages import CommandResult, SimAction
 from tests.sim.processes import ServiceProcess, SimStation, service_env, write_station_toml
+from tests.support.hardware import ToolWire, load_config, sync_tool_wire, tool_wire
 from tests.support.waiting import async_wait_until, wait_until
 from workers.common.redis_server import free_port, is_listening, start_redis
 
@@ -29,13 +30,10 @@ UNKNOWN = 0xFFFF
 
 
 @pytest.fixture
-async def modbus(sim_station: SimStation) -> AsyncIterator[AsyncModbusTcpClient]:
-    client = AsyncModbusTcpClient("127.0.0.1", port=sim_station.files.modbus_port, timeout=2)
-    assert await client.connect()
-    try:
-        yield client
-    finally:
-        client.close()
+async def modbus(sim_station: SimStation) -> AsyncIterator[ToolWire]:
+    """The IO module on Modbus TCP, meters and controllers on their RS485 lines."""
+    async with tool_wire(load_config(sim_station.files.config)) as wire:
+        yield wire
 
 
 async def sim(bus: Bus, **fields: object) -> CommandResult:
@@ -92,7 +90,7 @@ async def test_plugged_ev_draws_power_only_with_contactor_closed_and_output_enab
     await sim_ok(bus, action="plug", connector_id=1, soc=30, target_soc=90, max_power_kw=120)
     await async_wait_until(lambda: _state_is(modbus, CCS_CTRL, STATE_C), what="EV asking (state C)")
     inputs = await controller_inputs(modbus, CCS_CTRL)
-    assert inputs[1:4] == [30, 90, 1200]  # soc, target, EV max 120 kW in 100 W units
+    assert inputs[1:4] == [UNKNOWN, UNKNOWN, 0]  # CCS: known once authorised (parameter exchange)
     await sim_ok(bus, action="plug", connector_id=2, soc=10, target_soc=90)
     await offer(modbus, coil=1, controller=AC_CTRL, enable=True, limit_hw=110)
 
@@ -105,6 +103,8 @@ async def test_plugged_ev_draws_power_only_with_contactor_closed_and_output_enab
     await modbus.write_registers(0, [1, 500], device_id=CCS_CTRL)
     await let_time_pass(modbus)
     assert await ccs_meter(modbus) == (start_wh, 0.0), "output enabled, contactor open: no power"
+    soc, target, max_hw = (await controller_inputs(modbus, CCS_CTRL))[1:4]
+    assert (soc, target) == (30, 90) and 1000 < max_hw <= 1200  # EV max 120 kW, less at its voltage
 
     await modbus.write_coil(0, True, device_id=IO)  # both: 50 kW offered
     await async_wait_until(lambda: _ccs_power_is(modbus, 50_000), what="50 kW on the meter")
@@ -208,7 +208,7 @@ def test_sim_keeps_its_devices_while_redis_is_down_and_cleans_up_when_stopped(tm
         redis_process.terminate()
         redis_process.wait(timeout=10)
         wait_until(lambda: "lost Redis" in process.output(), timeout_s=15, what="the sim to notice")
-        with ModbusTcpClient("127.0.0.1", port=files.modbus_port) as client:
+        with sync_tool_wire(load_config(files.config)) as client:
             assert client.read_input_registers(0, count=5, device_id=CCS_CTRL).registers[0] == STATE_A
     finally:
         redis_process.kill()
@@ -223,7 +223,7 @@ def test_sim_refuses_wiring_it_cannot_serve(redis_client, tmp_path) -> None:
     process = ServiceProcess("workers.sim", service_env(files), tmp_path / "sim.log")
     wait_until(lambda: not process.running(), timeout_s=15, what="the simulator to give up")
     assert process.stop() != 0
-    assert "device id 1 on bus 'sim_tcp' is used twice" in process.output()
+    assert "device id 1 on bus 'rs485_meters' is used twice" in process.output()
     assert not files.rfid_link.exists()
 
 

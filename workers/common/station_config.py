@@ -14,6 +14,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bus.enums import Standard
+from workers.common.io_config import (
+    OWEN_INPUT_REGISTER,
+    OWEN_OUTPUT_REGISTER,
+    IoInputs,
+    IoPoint,
+    check_distinct,
+)
 
 
 class ConfigError(ValueError):
@@ -32,16 +39,33 @@ class ModbusTcpBus(_Model):
 
 
 class ModbusRtuBus(_Model):
+    """An RS485 line (workers/drivers/modbus_hub.py: one exchange at a time, then a quiet gap)."""
+
     kind: Literal["modbus_rtu"]
     port: str
-    baudrate: int = 9600
+    baudrate: int = Field(default=9600, gt=0)
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
-    timeout_s: float = Field(default=0.5, gt=0)
-    inter_frame_delay_s: float = Field(default=0.005, ge=0)
+    timeout_s: float = Field(default=0.5, gt=0, description="seconds to wait for each answer")
+    inter_frame_delay_s: float = Field(default=0.005, ge=0, description="quiet gap after each exchange")
+    retries: int = Field(default=1, ge=0, le=5, description="times a request is asked again after an "
+                         "unusable answer (CRC error, partial frame, noise); silence is not retried")
+    late_answer_window_s: float = Field(default=0.1, ge=0, description="after a failed exchange the line "
+                                        "stays quiet this long; what arrives then is discarded")
 
 
-BusConfig = Annotated[ModbusTcpBus | ModbusRtuBus, Field(discriminator="kind")]
+class MercuryBus(_Model):
+    """An RS485 line of Incotex Mercury 230/234 meters, which speak Incotex's own protocol
+    (workers/drivers/mercury.py), not Modbus; the meters on it use model mercury230/mercury234."""
+
+    kind: Literal["mercury"]
+    port: str
+    baudrate: int = Field(default=9600, gt=0)
+    timeout_s: float = Field(default=0.15, ge=0.15, description="seconds to wait for an answer "
+                             "(Mercury documentation: at least 150 ms at 9600 baud and above)")
+
+
+BusConfig = Annotated[ModbusTcpBus | ModbusRtuBus | MercuryBus, Field(discriminator="kind")]
 
 
 class DeviceRef(_Model):
@@ -52,20 +76,52 @@ class DeviceRef(_Model):
 
 
 class MeterConfig(DeviceRef):
-    model: str = Field(description="register map name under workers/drivers/meter_maps/")
+    model: str = Field(description="register map name under workers/drivers/meter_maps/, or "
+                       "mercury230/mercury234 (then device_id is the meter's address)")
     poll_s: float = Field(default=1.0, gt=0)
+    password: str | None = Field(default=None, pattern=r"^(\d{6}|[0-9A-Fa-f]{12})$", description=(
+        "Mercury only: level-1 password as 6 digits (\"111111\" = bytes 01..01, the factory default) "
+        "or 12 hex digits"))
+    ct_ratio: float = Field(default=1.0, gt=0, description=(
+        "current-transformer ratio for a CT-connected meter that shows secondary values (e.g. 40 "
+        "for 200/5 A CTs on a Mercury 234 ART-03): energy, power and current are multiplied by it"))
+
+
+ControllerModel = Literal["station_dc", "phoenix_ev_cc"]  # = workers.drivers.controllers.registry.MODELS
+
+
+class PhoenixOptions(_Model):
+    """Phoenix EV-CC-AC1-M3 only: how amps become watts, and where its state letter is."""
+
+    phases: Literal[1, 3] = 3
+    voltage_v: float = Field(default=230.0, gt=0, le=400, description="phase-to-neutral voltage, V")
+    state_byte: Literal["high", "low"] = Field(default="high", description=(
+        "byte of input 24000 holding the IEC 61851 letter: high (serial variant, as evcc reads it) or low"))
 
 
 class ControllerConfig(DeviceRef):
-    model: str = "station_controller"
+    model: ControllerModel = "station_dc"
     poll_s: float = Field(default=0.25, gt=0)
+    phoenix: PhoenixOptions | None = None
+
+    @model_validator(mode="after")
+    def _options_fit_the_model(self) -> ControllerConfig:
+        if self.phoenix is not None and self.model != "phoenix_ev_cc":
+            raise ValueError(f"phoenix options are for model 'phoenix_ev_cc', not {self.model!r}")
+        return self
+
+    @property
+    def phoenix_options(self) -> PhoenixOptions:
+        return self.phoenix or PhoenixOptions()
 
 
 class ConnectorConfig(_Model):
     id: int = Field(ge=1)
     standard: Standard
     max_power_kw: float = Field(gt=0)
-    contactor_coil: int = Field(ge=0, description="IO module coil that closes this connector's contactor")
+    contactor_coil: int = Field(ge=0, description="IO module output that closes this connector's contactor")
+    contactor_feedback: IoPoint | None = Field(default=None, description="IO module input wired to the "
+                                               "contactor's auxiliary contact (active = closed)")
     meter: MeterConfig
     controller: ControllerConfig
 
@@ -75,14 +131,167 @@ class ConnectorConfig(_Model):
 
 
 class IoModuleConfig(DeviceRef):
+    """The DI/DO module: named inputs, fan outputs (contactor coil and feedback are per connector).
+
+    layout "bits" (ICP DAS tM/M-7000, Advantech ADAM): outputs are coils (FC01/FC05); inputs are
+    discrete inputs (FC02) or, where the module also serves them in the coil table (ICP DAS: DI
+    at 32 on FC01 too), coils (`input_function = 1`: one request reads inputs and outputs).
+    layout "owen" (Owen MU110 outputs, MV110 inputs): outputs are bits of holding register
+    `output_register` (default 50, written whole with FC16), inputs bits of register
+    `input_register` (default 51, FC04 or FC03), on `input_device_id` when the inputs are a
+    second module; an address is a bit number (0 = channel 1; bit n is in register + n // 16).
+    The legacy key `estop_input = N` means `inputs.estop = N` (normally open).
+    """
+
     poll_s: float = Field(default=0.2, gt=0)
-    estop_input: int = Field(ge=0, description="discrete input that reads 1 while e-stop is pressed")
+    layout: Literal["bits", "owen"] = "bits"
+    inputs: IoInputs
+    fans: tuple[Annotated[int, Field(ge=0, le=0xFFFF)], ...] = Field(
+        default=(), description="outputs that run the cabinet fans")
+    input_device_id: int | None = Field(default=None, ge=1, le=247,
+                                        description="the inputs' module, when not the outputs' one")
+    input_function: Literal[1, 2, 3, 4] | None = Field(
+        default=None, description="how inputs are read: bits 2 (default) or 1; owen 4 (default) or 3")
+    output_register: int | None = Field(default=None, ge=0, le=0xFFFF, description="owen only")
+    input_register: int | None = Field(default=None, ge=0, le=0xFFFF, description="owen only")
+    feedback_timeout_s: float = Field(default=0.5, gt=0, description="a contactor's feedback must "
+                                      "follow its coil within this time, else it is reported")
+    watchdog_s: float | None = Field(default=None, gt=0, description="host watchdog set on the module "
+                                     "(ICP DAS 40489): outputs drop to off when polling stops this long")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_estop_input(cls, data: object) -> object:
+        if isinstance(data, dict) and "estop_input" in data:
+            data = dict(data)
+            if "inputs" in data:
+                raise ValueError("give the e-stop as inputs.estop or as estop_input, not both")
+            data["inputs"] = {"estop": data.pop("estop_input")}
+        return data
+
+    @model_validator(mode="after")
+    def _check_layout(self) -> IoModuleConfig:
+        allowed = (1, 2) if self.layout == "bits" else (3, 4)
+        if self.input_function is not None and self.input_function not in allowed:
+            raise ValueError(f"layout {self.layout!r} reads inputs with function {allowed}, "
+                             f"not {self.input_function}")
+        if self.layout == "bits" and (self.output_register, self.input_register) != (None, None):
+            raise ValueError("output_register/input_register belong to layout 'owen'")
+        if self.watchdog_s is not None and self.watchdog_s <= self.poll_s:
+            raise ValueError(f"watchdog_s ({self.watchdog_s}) must exceed poll_s ({self.poll_s}), "
+                             "or the module drops its outputs between polls")
+        return self
+
+    def check_addresses(self, connectors: list[ConnectorConfig]) -> None:
+        """No two signals on one input, no two loads on one output (inputs read as coils
+        share the coil table with the outputs)."""
+        inputs = {signal.value: point.address for signal, point in self.inputs.wired()}
+        inputs |= {f"connector {c.id} feedback": c.contactor_feedback.address
+                   for c in connectors if c.contactor_feedback is not None}
+        outputs = {f"connector {c.id} coil": c.contactor_coil for c in connectors}
+        outputs |= {f"fans[{index}]": address for index, address in enumerate(self.fans)}
+        if self.inputs_function == 1:
+            check_distinct("coil", inputs | outputs)
+        check_distinct("input", inputs)
+        check_distinct("output", outputs)
+
+    @property
+    def inputs_device_id(self) -> int:
+        return self.device_id if self.input_device_id is None else self.input_device_id
+
+    @property
+    def inputs_function(self) -> int:
+        return self.input_function or (2 if self.layout == "bits" else 4)
+
+    @property
+    def owen_registers(self) -> tuple[int, int]:
+        """(output register, input register) of the owen layout."""
+        return (OWEN_OUTPUT_REGISTER if self.output_register is None else self.output_register,
+                OWEN_INPUT_REGISTER if self.input_register is None else self.input_register)
+
+
+class ImdConfig(DeviceRef):
+    """`[imd]`: the insulation monitor on Modbus (Bender isoCHA425HV register map)."""
+
+    model: Literal["isocha425hv"] = "isocha425hv"
+    poll_s: float = Field(default=1.0, gt=0)
+    alarm_threshold_kohm: float = Field(default=100.0, gt=0, description="insulation resistance "
+                                        "below this is an insulation fault (EVerest CableCheck: 100 kOhm)")
 
 
 class RfidConfig(_Model):
-    driver: Literal["em4100"] = "em4100"
+    """The card reader. `baudrate` defaults to the driver's (EM4100 9600, PN532 HSU 115200);
+    the poll period and the beep (a buzzer on a PN532 GPIO) apply to the PN532 only: an EM4100
+    reader only transmits and beeps by itself."""
+
+    driver: Literal["em4100", "pn532"] = "em4100"
     port: str
-    baudrate: int = 9600
+    baudrate: int = Field(gt=0)
+    poll_s: float = Field(default=0.2, gt=0, le=5, description="PN532: seconds between card polls")
+    beep_pin: Literal[30, 31, 33, 35, 71, 72] = Field(
+        default=30, description="PN532 GPIO driving the buzzer: 30 = P30 ... 72 = P72")
+    beep_ms: int = Field(default=100, ge=0, le=2000, description="PN532 beep length; 0 = no buzzer")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _driver_defaults(cls, raw: object) -> object:
+        if not isinstance(raw, dict):
+            return raw
+        if raw.get("driver", "em4100") == "em4100":
+            pn532_only = sorted({"poll_s", "beep_pin", "beep_ms"} & raw.keys())
+            if pn532_only:
+                raise ValueError(f"{', '.join(pn532_only)} apply to driver 'pn532' only")
+        baudrates = {"em4100": 9600, "pn532": 115200}
+        return {"baudrate": baudrates.get(raw.get("driver", "em4100"), 9600), **raw}
+
+
+SlcanBitrate = Literal[10_000, 20_000, 50_000, 83_300, 100_000, 125_000, 250_000, 500_000, 750_000,
+                       1_000_000]  # the rates an slcan adapter's S<n> command can set
+
+
+class PowerModulesConfig(_Model):
+    """`[power_modules]`: Infypower-protocol DC modules on one CAN bus behind a USB-CAN adapter.
+
+    Give `addresses` (module CAN addresses) or `count` (addresses 0..count-1); the modules are
+    named pm1..pmN in that order. The ratings describe each module (the simulator builds its
+    modules from them; the driver reads the real ones over CAN). A module switches off after
+    `silence_timeout_s` without a frame, so setpoints are re-sent every `resend_s`.
+    """
+
+    driver: Literal["infypower"] = "infypower"
+    interface: Literal["slcan"] = "slcan"
+    channel: str = Field(description="tty of the USB-CAN adapter (slcan), e.g. /dev/serial/by-id/...")
+    bitrate: SlcanBitrate = 125_000
+    open_delay_s: float = Field(default=2.0, ge=0, description="wait after opening the adapter's tty")
+    controller_address: int = Field(default=0xF0, ge=0, le=0xFF)
+    addresses: tuple[Annotated[int, Field(ge=0, le=0xFF)], ...] = ()
+    count: int | None = Field(default=None, ge=1, le=60)
+    rated_kw: float = Field(default=30.0, gt=0, description="rated output power of one module, kW")
+    max_voltage_v: float = Field(default=1000.0, gt=0)
+    min_voltage_v: float = Field(default=150.0, ge=0)
+    max_current_a: float = Field(default=100.0, gt=0)
+    poll_s: float = Field(default=0.25, gt=0, description="readback and status poll period")
+    answer_timeout_s: float = Field(default=0.2, gt=0)
+    resend_s: float = Field(default=1.0, gt=0, description="setpoint re-send period")
+    silence_timeout_s: float = Field(default=10.0, gt=0, description="module switches off after this")
+
+    @model_validator(mode="after")
+    def _check(self) -> PowerModulesConfig:
+        if bool(self.addresses) == (self.count is not None):
+            raise ValueError("give power module addresses or count, exactly one of them")
+        addresses = self.module_addresses()
+        if len(set(addresses)) != len(addresses) or self.controller_address in addresses:
+            raise ValueError(f"module addresses {list(addresses)} must be distinct and differ from "
+                             f"the controller address {self.controller_address}")
+        if self.resend_s * 3 > self.silence_timeout_s:
+            raise ValueError(f"resend_s ({self.resend_s}) must be well under silence_timeout_s "
+                             f"({self.silence_timeout_s}): at most a third of it")
+        if self.min_voltage_v >= self.max_voltage_v:
+            raise ValueError("min_voltage_v must be below max_voltage_v")
+        return self
+
+    def module_addresses(self) -> tuple[int, ...]:
+        return self.addresses or tuple(range(self.count or 0))
 
 
 class StationSection(_Model):
@@ -95,7 +304,9 @@ class StationConfig(_Model):
     station: StationSection
     buses: dict[str, BusConfig]
     io_module: IoModuleConfig
+    imd: ImdConfig | None = None
     rfid: RfidConfig
+    power_modules: PowerModulesConfig | None = None
     connectors: list[ConnectorConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -104,6 +315,9 @@ class StationConfig(_Model):
         if len(set(ids)) != len(ids):
             raise ValueError(f"connector ids must be unique, got {ids}")
         refs = [("io_module", self.io_module.bus)]
+        self.io_module.check_addresses(self.connectors)
+        if self.imd is not None:
+            refs.append(("imd", self.imd.bus))
         if self.station.meter is not None:
             refs.append(("station.meter", self.station.meter.bus))
         for index, connector in enumerate(self.connectors):

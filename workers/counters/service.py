@@ -31,8 +31,10 @@ from workers.common.device_status import DeviceStatusPublisher
 from workers.common.station_config import MeterConfig, StationConfig, load_from_settings
 from workers.counters.plausibility import EnergyGuard
 from workers.drivers.errors import DeviceError
-from workers.drivers.meter import MeterDriver, MeterSnapshot
-from workers.drivers.modbus_hub import ModbusHub, open_hubs
+from workers.drivers.mercury import MercuryLine
+from workers.drivers.meter import MeterSnapshot
+from workers.drivers.meter_factory import MeterReader, open_meter_driver
+from workers.drivers.modbus_hub import open_hubs
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ def plan_meters(config: StationConfig) -> list[MeterPlan]:
 class MeterPoller:
     """Polls one meter; remembers whether it is failing so an outage is logged once."""
 
-    def __init__(self, plan: MeterPlan, driver: MeterDriver, offset_wh: float = 0.0) -> None:
+    def __init__(self, plan: MeterPlan, driver: MeterReader, offset_wh: float = 0.0) -> None:
         self.name = plan.name
         self.device = f"meter:{plan.name}"
         self.bus_name = plan.config.bus
@@ -73,10 +75,6 @@ class MeterPoller:
         self.guard = EnergyGuard(plan.max_power_w, offset_wh)
         self.failing = False
 
-    @classmethod
-    def for_plan(cls, plan: MeterPlan, hubs: dict[str, ModbusHub], offset_wh: float = 0.0) -> MeterPoller:
-        driver = MeterDriver(hubs[plan.config.bus], plan.config.device_id, plan.config.model)
-        return cls(plan, driver, offset_wh)
 
     async def read(self) -> MeterSnapshot | DeviceError:
         """One poll: the snapshot, or the error while the meter does not answer."""
@@ -137,13 +135,18 @@ class CountersService(Service):
         self.devices = DeviceStatusPublisher(self.bus)
         saved = self.offsets.load()
         hubs = open_hubs(config)
-        self.pollers = [MeterPoller.for_plan(plan, hubs, saved.get(plan.name, 0.0))
-                        for plan in plan_meters(config)]
+        lines: dict[str, MercuryLine] = {}
         try:
+            self.pollers = [
+                MeterPoller(plan, open_meter_driver(plan.config, config.buses[plan.config.bus], hubs, lines),
+                            saved.get(plan.name, 0.0))
+                for plan in plan_meters(config)]
             await _run_all([self._poll_forever(poller) for poller in self.pollers])
         finally:
             for hub in hubs.values():
                 await hub.close()
+            for line in lines.values():
+                line.close()
 
     async def _poll_forever(self, poller: MeterPoller) -> None:
         loop = asyncio.get_running_loop()

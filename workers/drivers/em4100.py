@@ -1,8 +1,9 @@
 """125 kHz EM4100 ASCII readers (RDM6300 class; reference/hardware.md §6.1).
 
 A frame is 14 bytes: STX (0x02), 10 ASCII hex digits (version byte + 4-byte card number),
-2 ASCII hex digits = XOR of the 5 data bytes, ETX (0x03). The reader repeats it while a card
-is held (the host de-duplicates). It only transmits: there is no command channel and no
+2 ASCII hex digits = XOR of the 5 data bytes, ETX (0x03). The reader repeats it for as long as
+a card is held (about every `REPEAT_PERIOD_S`), so the host tells one hold from the next only
+by a silence longer than that period. It only transmits: there is no command channel and no
 buzzer control; panel readers beep by themselves on a read (`CAN_BEEP`).
 
 `Em4100Parser` takes bytes as they arrive (a frame may be split across reads), resynchronises
@@ -21,6 +22,7 @@ ETX = 0x03
 DATA_DIGITS = 10
 FRAME_LEN = 1 + DATA_DIGITS + 2 + 1
 BAUDRATE = 9600
+REPEAT_PERIOD_S = 0.1  # frame repetition of a held card (RDM6300 class; an assumption, ~)
 CAN_BEEP = False  # transmit-only reader: it beeps by itself on a read, the host cannot ask it to
 _HEX = frozenset(string.hexdigits.encode())
 

@@ -1,64 +1,160 @@
-"""The station's digital IO module: e-stop on a discrete input, one contactor coil per connector.
+"""The station's IO module: e-stop, door, IMD alarm and other inputs; contactor coils and their
+feedback contacts; cabinet fans. The wiring is data (station.toml `[io_module]` and each
+connector's `contactor_coil` / `contactor_feedback`), the module family a layout
+(workers/drivers/io_layout.py), so an ICP DAS and an Owen cabinet run the same code.
 
-Addresses come from station.toml (`io_module.estop_input`, `connectors[].contactor_coil`),
-0-based protocol addresses. The e-stop input reads 1 while the button is pressed.
+`poll()` reads every input and the outputs' read-back in the fewest requests and returns one
+typed snapshot. The driver keeps the desired output image itself and writes from it, never
+reading the module to decide what to write. A contactor whose feedback contact has not followed
+its coil within `feedback_timeout_s` is reported as a typed fault (welded, or not closing); the
+time counts from the coil's last change, whether the driver switched it or the module's host
+watchdog dropped it (seen in the read-back), so a watchdog trip is not mistaken for a weld. The
+e-stop is wired into the coil circuit (as in the simulator and usual cabinets): while it is
+pressed a coil counts as off, so a contactor that opened on e-stop is not "not closing".
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
 from types import MappingProxyType
 
-from workers.common.station_config import StationConfig
+from workers.common.io_config import InputSignal, IoPoint
+from workers.common.station_config import IoModuleConfig, StationConfig
+from workers.drivers.io_layout import WireBit, layout_for, plan_reads, read_image
 from workers.drivers.modbus_hub import ModbusHub
 from workers.drivers.registers import FunctionCode
 
 
+class ContactorFault(StrEnum):
+    WELDED = "welded"  # the coil is off but the auxiliary contact still reports closed
+    NOT_CLOSING = "not_closing"  # the coil is on but the auxiliary contact reports open
+
+
+@dataclass(frozen=True)
+class ContactorWiring:
+    coil: int  # output address
+    feedback: IoPoint | None = None  # auxiliary contact input (active = closed), if wired
+
+
 @dataclass(frozen=True)
 class IoSnapshot:
+    """One poll. An optional signal that station.toml does not wire reads None, not False."""
+
     estop_pressed: bool
-    contactors_closed: Mapping[int, bool]  # connector id -> its coil is on
+    door_open: bool | None = None
+    imd_alarm: bool | None = None
+    spd_tripped: bool | None = None
+    breaker_tripped: bool | None = None
+    fan_alarm: bool | None = None
+    fans_on: bool | None = None  # read-back of the fan output(s); None without fans
+    contactors_closed: Mapping[int, bool] = field(default_factory=dict)  # coil read-back
+    contactor_feedback: Mapping[int, bool] = field(default_factory=dict)  # connectors with feedback
+    contactor_faults: Mapping[int, ContactorFault] = field(default_factory=dict)
+    outputs_as_commanded: bool = True  # False: the module dropped or changed outputs (watchdog, reset)
 
 
 class IoModule:
-    """The IO module on a Modbus bus; `contactor_coils` maps connector id -> coil address."""
+    """The IO module(s) behind one hub; `contactors` maps connector id -> its wiring."""
 
-    def __init__(self, hub: ModbusHub, device_id: int, *, estop_input: int,
-                 contactor_coils: Mapping[int, int]) -> None:
+    def __init__(self, hub: ModbusHub, config: IoModuleConfig, contactors: Mapping[int, ContactorWiring],
+                 *, clock: Callable[[], float] = time.monotonic) -> None:
         self.hub = hub
-        self.device_id = device_id
-        self.estop_input = estop_input
-        self.contactor_coils = MappingProxyType(dict(contactor_coils))
+        self.config = config
+        self.contactors = MappingProxyType(dict(contactors))
+        self.layout = layout_for(config)
+        self._clock = clock
+        self._outputs = {wiring.coil: False for wiring in self.contactors.values()}
+        self._outputs |= dict.fromkeys(config.fans, False)
+        self._unconfirmed: set[int] = set()
+        self._coil_on = dict.fromkeys(self.contactors, False)  # as the contactor sees it (after e-stop)
+        self._estop_pressed = False  # as last polled
+        self._coil_changed_at = dict.fromkeys(self.contactors, clock())
+        self._reads = plan_reads(self._wire_bits())
 
     @classmethod
     def from_config(cls, config: StationConfig, hubs: Mapping[str, ModbusHub]) -> IoModule:
         io = config.io_module
-        return cls(hubs[io.bus], io.device_id, estop_input=io.estop_input,
-                   contactor_coils={c.id: c.contactor_coil for c in config.connectors})
+        wiring = {c.id: ContactorWiring(c.contactor_coil, c.contactor_feedback) for c in config.connectors}
+        return cls(hubs[io.bus], io, wiring)
 
-    async def read_inputs(self, address: int, count: int = 1) -> list[bool]:
-        return await self.hub.read_bits(self.device_id, FunctionCode.READ_DISCRETE_INPUTS, address, count)
-
-    async def read_coils(self, address: int, count: int = 1) -> list[bool]:
-        return await self.hub.read_bits(self.device_id, FunctionCode.READ_COILS, address, count)
-
-    async def write_coil(self, address: int, on: bool) -> None:
-        await self.hub.write_coil(self.device_id, address, on)
-
-    async def estop_pressed(self) -> bool:
-        return (await self.read_inputs(self.estop_input))[0]
+    @property
+    def outputs(self) -> Mapping[int, bool]:
+        """The desired output image (address -> on)."""
+        return MappingProxyType(self._outputs)
 
     async def set_contactor(self, connector_id: int, closed: bool) -> None:
         """Switch a connector's contactor coil; KeyError for a connector the module does not drive."""
-        await self.write_coil(self.contactor_coils[connector_id], closed)
+        wiring = self.contactors[connector_id]
+        await self._set_outputs({wiring.coil: closed})
+        self._note_coil(connector_id, closed and not self._estop_pressed)
+
+    async def set_fans(self, on: bool) -> None:
+        """Switch every fan output (nothing to do on a cabinet without fans)."""
+        if self.config.fans:
+            await self._set_outputs(dict.fromkeys(self.config.fans, on))
+
+    async def read_coils(self, address: int, count: int = 1) -> list[bool]:
+        """Raw coil read (bits layout), for technicians' tools and tests."""
+        return await self.hub.read_bits(self.config.device_id, FunctionCode.READ_COILS, address, count)
 
     async def poll(self) -> IoSnapshot:
-        """E-stop and every contactor coil, read in two requests."""
-        estop = await self.estop_pressed()
-        coils = sorted(self.contactor_coils.values())
-        states: dict[int, bool] = {}
-        if coils:
-            bits = await self.read_coils(coils[0], coils[-1] - coils[0] + 1)
-            states = {cid: bits[coil - coils[0]] for cid, coil in self.contactor_coils.items()}
-        return IoSnapshot(estop_pressed=estop, contactors_closed=MappingProxyType(states))
+        """Every input and the outputs' read-back, in `requests_per_poll` requests."""
+        image = await read_image(self.hub, self._reads)
+        now = self._clock()
+        signals = {signal: point.active(image.level(self.layout.input_bit(point.address)))
+                   for signal, point in self.config.inputs.wired()}
+        self._estop_pressed = signals[InputSignal.ESTOP]
+        coils = {cid: image.level(self.layout.output_bit(w.coil)) for cid, w in self.contactors.items()}
+        for connector_id, on in coils.items():
+            self._note_coil(connector_id, on and not self._estop_pressed, now)
+        feedback = {cid: w.feedback.active(image.level(self.layout.input_bit(w.feedback.address)))
+                    for cid, w in self.contactors.items() if w.feedback is not None}
+        faults = {cid: fault for cid, closed in feedback.items()
+                  if (fault := self._feedback_fault(cid, closed, now)) is not None}
+        read_back = {address: image.level(self.layout.output_bit(address)) for address in self._outputs}
+        fans = [read_back[address] for address in self.config.fans]
+        return IoSnapshot(
+            estop_pressed=self._estop_pressed,
+            door_open=signals.get(InputSignal.DOOR),
+            imd_alarm=signals.get(InputSignal.IMD_ALARM),
+            spd_tripped=signals.get(InputSignal.SPD),
+            breaker_tripped=signals.get(InputSignal.BREAKER),
+            fan_alarm=signals.get(InputSignal.FAN_ALARM),
+            fans_on=any(fans) if fans else None,
+            contactors_closed=MappingProxyType(coils),
+            contactor_feedback=MappingProxyType(feedback),
+            contactor_faults=MappingProxyType(faults),
+            outputs_as_commanded=read_back == self._outputs,
+        )
+
+    @property
+    def requests_per_poll(self) -> int:
+        return len(self._reads)
+
+    async def _set_outputs(self, changes: Mapping[int, bool]) -> None:
+        """Update the desired image, then write it; outputs whose write failed are sent again
+        with the next write."""
+        self._outputs |= changes
+        self._unconfirmed |= set(changes)
+        await self.layout.write(self.hub, self.outputs, set(self._unconfirmed))
+        self._unconfirmed.clear()
+
+    def _note_coil(self, connector_id: int, on: bool, now: float | None = None) -> None:
+        if self._coil_on[connector_id] != on:
+            self._coil_on[connector_id] = on
+            self._coil_changed_at[connector_id] = self._clock() if now is None else now
+
+    def _feedback_fault(self, connector_id: int, closed: bool, now: float) -> ContactorFault | None:
+        coil_on = self._coil_on[connector_id]
+        if closed == coil_on or now - self._coil_changed_at[connector_id] < self.config.feedback_timeout_s:
+            return None
+        return ContactorFault.NOT_CLOSING if coil_on else ContactorFault.WELDED
+
+    def _wire_bits(self) -> list[WireBit]:
+        inputs = [point.address for _, point in self.config.inputs.wired()]
+        inputs += [w.feedback.address for w in self.contactors.values() if w.feedback is not None]
+        return ([self.layout.input_bit(address) for address in inputs]
+                + [self.layout.output_bit(address) for address in self._outputs])

@@ -1,6 +1,7 @@
 """A serial port read from asyncio: pyserial in non-blocking mode, woken by `loop.add_reader`.
 
-Used for transmit-only serial devices (the EM4100 card reader). pyserial and OS errors become
+Used for the card readers (the EM4100 only talks; the PN532 is commanded too). pyserial, OS and
+termios errors (a pty whose other end went away raises termios.error, not OSError) become
 `DeviceError`; `open_with_backoff` keeps trying while the port is missing (a USB adapter not
 plugged in yet, or the simulator not up yet), logging the first failure at ERROR only.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import termios
 from collections.abc import Awaitable, Callable
 
 import serial
@@ -37,7 +39,7 @@ class SerialPort:
         try:
             port = serial.Serial(self.path, self.baudrate, timeout=0)
             port.reset_input_buffer()
-        except (serial.SerialException, OSError, ValueError) as error:
+        except (serial.SerialException, OSError, ValueError, termios.error) as error:
             raise DeviceError(self.path, f"cannot open: {error}") from error
         self._serial = port
 
@@ -78,6 +80,23 @@ class SerialPort:
         if not data:
             raise DeviceError(self.path, "readable but no data: the device went away")
         return data
+
+    def write(self, data: bytes) -> None:
+        port = self._serial
+        if port is None:
+            raise DeviceError(self.path, "port is not open")
+        try:
+            port.write(data)
+        except (serial.SerialException, OSError) as error:
+            raise DeviceError(self.path, f"write failed: {error}") from error
+
+    def discard_input(self) -> None:
+        """Drop bytes nobody asked for (a late answer to an aborted command)."""
+        if self._serial is not None:
+            try:
+                self._serial.reset_input_buffer()
+            except (serial.SerialException, OSError, termios.error) as error:
+                raise DeviceError(self.path, f"flush failed: {error}") from error
 
     def close(self) -> None:
         if self._serial is not None:

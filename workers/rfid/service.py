@@ -1,46 +1,47 @@
-"""The `rfid` service: EM4100 frames from the reader's serial port -> contract.CARDS.
+"""The `rfid` service: the card reader named by station.toml -> contract.CARDS, one per hold.
 
-Provides: stream contract.CARDS (CardPresented, one entry per presentation).
-Requires: station.toml `[rfid]` (driver, port, baudrate).
+Provides: stream contract.CARDS (CardPresented, one entry per hold of a card on the reader);
+key contract.DEVICE "rfid" (the reader's availability).
+Requires: station.toml `[rfid]`: driver ("em4100" | "pn532"), port, baudrate; for a PN532
+also poll_s, beep_pin, beep_ms.
 
-A reader repeats its frame while a card is held; repeats of the same card within
-`REPEAT_WINDOW_S` of the last read are one presentation. A port that is missing or goes
-away (the simulator restarting, a USB adapter unplugged) is reopened with backoff.
-Beep: EM4100 readers take no commands and beep by themselves on a read, so the service
-only logs that the reader beeped (`em4100.CAN_BEEP` is False); it fakes no beep command.
+A card held on the reader is published once and again only after it left: a PN532 stops
+listing it (InRelease puts it to standby after the read), an EM4100 reader stops repeating it
+for longer than `REPEAT_WINDOW_S`. A reader that can beep (a buzzer on a PN532 GPIO) beeps on
+each published read; an EM4100 reader beeps by itself. A port that is missing or goes away
+(the simulator restarting, a USB adapter unplugged) is reopened with backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
+from collections.abc import Callable
+from typing import Protocol
 
-from bus import Service, contract
-from bus.messages import CardPresented
-from workers.common.station_config import load_from_settings
+from bus import Service
+from workers.common.station_config import RfidConfig, load_from_settings
 from workers.drivers import em4100
-from workers.drivers.errors import DeviceError
-from workers.drivers.serial_port import SerialPort
+from workers.rfid.em4100_reader import Em4100Reader
+from workers.rfid.holds import HoldTracker
+from workers.rfid.pn532_reader import Pn532Reader
+from workers.rfid.report import ReaderReport
 
-log = logging.getLogger(__name__)
-
-REPEAT_WINDOW_S = 2.0
-STOP_CHECK_S = 0.5  # longest wait for bytes before the stop flag is checked again
+REPEAT_WINDOW_S = 5 * em4100.REPEAT_PERIOD_S  # EM4100: a silence this long ends a hold
 
 
-class RepeatFilter:
-    """True for a card's first read; False for its repeats until it is away for `window_s`."""
+class CardReader(Protocol):
+    async def run(self) -> None:
+        """Read cards into the report until `stopping` is set."""
+        ...
 
-    def __init__(self, window_s: float = REPEAT_WINDOW_S) -> None:
-        self.window_s = window_s
-        self._last_uid: str | None = None
-        self._last_seen = 0.0
 
-    def is_new(self, uid: str, now: float) -> bool:
-        new = uid != self._last_uid or now - self._last_seen > self.window_s
-        self._last_uid, self._last_seen = uid, now
-        return new
+ReaderFactory = Callable[[RfidConfig, ReaderReport, asyncio.Event], CardReader]
+
+# driver name -> (reader loop, silence that ends a hold; None: the reader says when)
+READERS: dict[str, tuple[ReaderFactory, float | None]] = {
+    "em4100": (Em4100Reader, REPEAT_WINDOW_S),
+    "pn532": (Pn532Reader, None),
+}
 
 
 class RfidService(Service):
@@ -48,31 +49,6 @@ class RfidService(Service):
 
     async def run(self) -> None:
         config = load_from_settings().rfid
-        port = SerialPort(config.port, config.baudrate)
-        parser = em4100.Em4100Parser(source=config.port)
-        repeats = RepeatFilter()
-        try:
-            while not self.stopping.is_set() and await port.open_with_backoff(self.sleep):
-                await self._read_until_lost(port, parser, repeats)
-        finally:
-            port.close()
-
-    async def _read_until_lost(self, port: SerialPort, parser: em4100.Em4100Parser,
-                               repeats: RepeatFilter) -> None:
-        while not self.stopping.is_set():
-            try:
-                data = await asyncio.wait_for(port.read(), timeout=STOP_CHECK_S)
-            except TimeoutError:
-                continue  # nothing read; look at the stop flag again
-            except DeviceError as error:
-                log.error("card reader lost: %s; reopening", error)
-                port.close()
-                return
-            for uid in parser.feed(data):
-                if repeats.is_new(uid, time.monotonic()):
-                    await self._publish(uid)
-
-    async def _publish(self, uid: str) -> None:
-        await self.bus.publish(contract.CARDS, CardPresented(uid=uid))
-        beep = "" if em4100.CAN_BEEP else " (the EM4100 reader beeps by itself; it takes no beep command)"
-        log.info("card %s presented%s", uid, beep)
+        reader, hold_gap_s = READERS[config.driver]
+        report = ReaderReport(self.bus, HoldTracker(hold_gap_s))
+        await reader(config, report, self.stopping).run()

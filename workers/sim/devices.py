@@ -9,24 +9,29 @@ of a Modbus TCP gateway whose RS485 device is silent, never data as if it existe
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from pymodbus.constants import ExcCodes
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from workers.drivers import controller
 from workers.drivers.meter import ReadBlock, plan_blocks
 from workers.drivers.meter_maps import MeterMap
 from workers.drivers.registers import FunctionCode
+from workers.sim.ev_controller_wire import ControllerPort
 
 ANY_DEVICE = 0  # pymodbus: id 0 = every id not defined otherwise
 BITS_PER_WORD = 16
 ADDRESS_SPACE = 0x10000
 _BIT_FUNCTIONS = frozenset({1, 2, 5, 15})
+# pymodbus SimDevice action: (function code, table start, address, count, registers, values written)
+DeviceAction = Callable[[int, int, int, int, list[int], list[int] | list[bool] | None],
+                        Awaitable[ExcCodes | None]]
 _REGISTER_WRITES = frozenset({6, 16, 22, 23})
 
 
 async def _no_bits(function_code: int, _start: int, _address: int, _count: int,
                    _registers: list[int], _values: list[int] | list[bool] | None) -> ExcCodes | None:
-    """Meters and controllers have no coils or discrete inputs."""
+    """Meters have no coils or discrete inputs."""
     return ExcCodes.ILLEGAL_FUNCTION if function_code in _BIT_FUNCTIONS else None
 
 
@@ -76,23 +81,34 @@ def meter_device(device_id: int, meter: MeterMap) -> SimDevice:
 
 
 def controller_device(device_id: int) -> SimDevice:
-    """docs/controller-protocol.md: input registers 0..4 (state, SoC...), holding 0..1 (output)."""
-    inputs = [controller.EvState.A.code, controller.UNKNOWN, controller.UNKNOWN, 0, 0]
-    return SimDevice(device_id, (
-        _no_bits_table(), _no_bits_table(),
-        [SimData(0, values=[0] * controller.HOLDING_COUNT, datatype=DataType.REGISTERS)],
-        [SimData(0, values=inputs, datatype=DataType.REGISTERS)],
-    ), action=_no_bits)
+    """A charge controller: every address of every table goes to its `ControllerPort`, where
+    the simulated controller attached to it answers as its configured model does (station
+    protocol or Phoenix map, workers/sim/ev_controller_wire.py); 0x0B until one is attached."""
+    def bits() -> list[SimData]:
+        return [SimData(0, values=[False] * ADDRESS_SPACE, datatype=DataType.BITS)]
+
+    def registers() -> list[SimData]:
+        return [SimData(0, count=ADDRESS_SPACE, values=0, datatype=DataType.REGISTERS)]
+
+    return SimDevice(device_id, (bits(), bits(), registers(), registers()), action=ControllerPort().answer)
 
 
-def io_device(device_id: int, *, highest_coil: int, highest_input: int) -> SimDevice:
-    """A DI/DO module: coils (contactors) and discrete inputs (e-stop), 16 at a time."""
-    def bits(highest: int) -> list[SimData]:
-        words = highest // BITS_PER_WORD + 1
+def io_device(device_id: int, *, coils: int, discrete_inputs: int, holding: tuple[int, int] | None,
+              input_registers: tuple[int, int] | None, action: DeviceAction) -> SimDevice:
+    """A DI/DO module: `coils` and `discrete_inputs` bits from address 0 (whole words of 16),
+    and (first register, count) spans for modules that pack channels into registers (Owen).
+    A table the module lacks is a placeholder its `action` refuses (workers/sim/io_module.py)."""
+    def bits(count: int) -> list[SimData]:
+        words = max(count, 1) // BITS_PER_WORD + (max(count, 1) % BITS_PER_WORD > 0)
         return [SimData(0, values=[False] * (words * BITS_PER_WORD), datatype=DataType.BITS)]
 
-    return SimDevice(device_id, (bits(highest_coil), bits(highest_input),
-                                 _no_registers_table(), _no_registers_table()))
+    def registers(span: tuple[int, int] | None) -> list[SimData]:
+        if span is None:
+            return _no_registers_table()
+        return [SimData(span[0], count=span[1], values=0, datatype=DataType.REGISTERS)]
+
+    return SimDevice(device_id, (bits(coils), bits(discrete_inputs), registers(holding),
+                                 registers(input_registers)), action=action)
 
 
 def absent_devices() -> SimDevice:

@@ -58,16 +58,55 @@ class FaultState:
         return kind in self.faults
 
 
+class CombinedDevice:
+    """One device seen through several models: e.g. the IO module's wire (offline, CRC faults:
+    workers/sim/modbus_answers.py) and its contacts (welds, watchdog: workers/sim/io_module.py).
+    Offline and clear go to every part; a fault goes to the part that has that kind."""
+
+    def __init__(self, name: str, parts: list[SimulatedDevice]) -> None:
+        self.name = name
+        self.parts = parts
+
+    @property
+    def fault_kinds(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(kind for part in self.parts for kind in part.fault_kinds))
+
+    @property
+    def online(self) -> bool:
+        return all(getattr(part, "online", True) for part in self.parts)
+
+    def set_online(self, online: bool) -> None:
+        for part in self.parts:
+            part.set_online(online)
+
+    def inject_fault(self, kind: str) -> None:
+        for part in self.parts:
+            if kind in part.fault_kinds:
+                part.inject_fault(kind)
+                return
+        known = ", ".join(self.fault_kinds) or "none"
+        raise UnknownFault(f"{self.name} has no fault {kind!r} (its faults: {known})")
+
+    def clear_faults(self) -> None:
+        for part in self.parts:
+            part.clear_faults()
+
+
 class DeviceRegistry:
-    """The simulated devices by name, for the sim command."""
+    """The simulated devices by name, for the sim command. Adding a second device under a
+    name already taken combines them (one physical device, several models)."""
 
     def __init__(self) -> None:
         self._devices: dict[str, SimulatedDevice] = {}
 
     def add(self, device: SimulatedDevice) -> None:
-        if device.name in self._devices:
-            raise ValueError(f"two simulated devices are named {device.name!r}")
-        self._devices[device.name] = device
+        known = self._devices.get(device.name)
+        if known is None:
+            self._devices[device.name] = device
+        elif isinstance(known, CombinedDevice):
+            known.parts.append(device)
+        else:
+            self._devices[device.name] = CombinedDevice(device.name, [known, device])
 
     def get(self, name: str) -> SimulatedDevice | None:
         return self._devices.get(name)

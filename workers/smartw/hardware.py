@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from workers.drivers.controller import ControllerSnapshot
+from workers.drivers.imd import ImdSnapshot
+from workers.drivers.io_module import IoSnapshot
 
 
 class HardwareError(Exception):
@@ -18,8 +20,18 @@ class HardwareError(Exception):
 
 
 class StationHardware(Protocol):
+    async def read_io(self) -> IoSnapshot:
+        """Every IO input (e-stop, door, IMD alarm, contactor feedback and its faults, fans) in
+        one poll. Raises HardwareError if the IO module is lost."""
+        ...
+
     async def read_estop(self) -> bool:
-        """True while the emergency stop is pressed. Raises HardwareError if the IO module is lost."""
+        """True while the emergency stop is pressed (from `read_io`). Raises HardwareError if
+        the IO module is lost."""
+        ...
+
+    async def poll_imd(self) -> ImdSnapshot | None:
+        """The insulation monitor's reading; None on a station without `[imd]`."""
         ...
 
     async def set_contactor(self, connector_id: int, closed: bool) -> None:

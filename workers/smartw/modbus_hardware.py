@@ -1,4 +1,5 @@
-"""`StationHardware` over the drivers: the IO module and the charge controllers on Modbus.
+"""`StationHardware` over the drivers: the IO module, the insulation monitor and the charge
+controllers on Modbus.
 
 The same code drives the simulator and a real cabinet; only station.toml differs.
 """
@@ -8,9 +9,10 @@ from __future__ import annotations
 import logging
 
 from workers.common.station_config import StationConfig
-from workers.drivers.controller import ChargeController, ControllerSnapshot
+from workers.drivers.controllers import ControllerSnapshot, build_controller
 from workers.drivers.errors import DeviceError
-from workers.drivers.io_module import IoModule
+from workers.drivers.imd import Imd, ImdSnapshot
+from workers.drivers.io_module import IoModule, IoSnapshot
 from workers.drivers.modbus_hub import open_hubs
 from workers.smartw.hardware import HardwareError
 
@@ -21,14 +23,23 @@ class ModbusStationHardware:
     def __init__(self, config: StationConfig) -> None:
         self.hubs = open_hubs(config)
         self.io = IoModule.from_config(config, self.hubs)
-        self.controllers = {
-            c.id: ChargeController(self.hubs[c.controller.bus], c.controller.device_id)
-            for c in config.connectors
-        }
+        self.imd = Imd.from_config(config.imd, self.hubs) if config.imd is not None else None
+        self.controllers = {c.id: build_controller(self.hubs[c.controller.bus], c) for c in config.connectors}
+
+    async def read_io(self) -> IoSnapshot:
+        try:
+            return await self.io.poll()
+        except DeviceError as error:
+            raise HardwareError(str(error)) from error
 
     async def read_estop(self) -> bool:
+        return (await self.read_io()).estop_pressed
+
+    async def poll_imd(self) -> ImdSnapshot | None:
+        if self.imd is None:
+            return None
         try:
-            return await self.io.estop_pressed()
+            return await self.imd.poll()
         except DeviceError as error:
             raise HardwareError(str(error)) from error
 

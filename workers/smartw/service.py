@@ -5,7 +5,9 @@ contract.CONNECTOR_CHANGES, contract.STATION_CHANGES, contract.SESSIONS, contrac
 commands contract.START and contract.STOP; the ChargingSession table (its only writer).
 Requires: stream contract.CARDS (rfid), keys contract.METER (counters), command
 contract.AUTHORIZE (ocpp16); station.toml io_module, connectors[].controller and
-contactor_coil, station.max_power_kw; the IO module and charge controllers on their buses.
+contactor_coil, station.max_power_kw, power_modules; the IO module and charge controllers on
+their buses, the power modules on CAN (kept off until allocation exists; readings in
+contract.POWER_MODULE).
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ import logging
 from bus import Service, contract
 from bus.enums import StopReason
 from bus.messages import CardPresented, utcnow
+from bus.tasks import cancel_and_wait
 from webapp.station.models import ChargingSession
 from workers.common.station_config import load_from_settings
+from workers.drivers.infypower import InfypowerModules
 from workers.smartw import journal
 from workers.smartw.modbus_hardware import ModbusStationHardware
+from workers.smartw.power_modules import power_modules
 from workers.smartw.station import StationLogic
 
 log = logging.getLogger(__name__)
@@ -35,10 +40,12 @@ class SmartwService(Service):
         config = load_from_settings()
         hardware = ModbusStationHardware(config)
         logic = StationLogic(config, self.bus, hardware)
+        modules = power_modules(self.bus, config.power_modules) if config.power_modules else None
         try:
             await hardware.open_all(emergency=False)
             await self._close_orphan_sessions(logic)
             await asyncio.gather(
+                *([self._power_module_loop(modules)] if modules is not None else []),
                 self._guard_loop(logic, config.io_module.poll_s),
                 self._control_loop(logic, config.io_module.poll_s),
                 self._card_loop(logic),
@@ -48,6 +55,18 @@ class SmartwService(Service):
         finally:
             await self._shutdown(logic)
             await hardware.close()
+
+    async def _power_module_loop(self, modules: InfypowerModules) -> None:
+        """The CAN driver until smartw stops (it then switches every module off); a crash of
+        the driver (e.g. Redis lost while publishing) ends smartw's run like any other loop."""
+        driver = asyncio.create_task(modules.run(), name="smartw.power_modules")
+        stopping = asyncio.create_task(self.stopping.wait())
+        try:
+            await asyncio.wait({driver, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if driver.done():
+                driver.result()
+        finally:
+            await cancel_and_wait([driver, stopping])
 
     async def _guard_loop(self, logic: StationLogic, period_s: float) -> None:
         while not self.stopping.is_set():

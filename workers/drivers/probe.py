@@ -1,0 +1,206 @@
+"""`manage.py hw probe`: what answers on the station's buses, what it is, and one reading of it.
+
+What a technician runs when wiring a cabinet. For each Modbus bus it asks every device id in
+the range (default 1..247) one short question; an id that answers at all (data or a Modbus
+exception, not silence and not a TCP gateway's "no response") is present. Present ids are
+identified by the meter register maps' probes (workers/drivers/meter_maps: several models may
+share one layout and are all named), and compared with station.toml: every configured device
+is read once with its own driver, so a wrong id, a wrong model or a swapped cable shows at
+once. Mercury meters (their own protocol) and the CAN power modules are read at their
+configured addresses. The ports are opened exclusively: stop the station first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from workers.common.station_config import ModbusRtuBus, ModbusTcpBus, StationConfig
+from workers.drivers.controllers import ChargeController, build_controller
+from workers.drivers.errors import DeviceError
+from workers.drivers.imd import Imd
+from workers.drivers.io_module import IoModule
+from workers.drivers.mercury import MercuryLine
+from workers.drivers.meter import MeterSnapshot, identify
+from workers.drivers.meter_factory import open_meter_driver
+from workers.drivers.modbus_hub import ModbusHub
+from workers.drivers.registers import FunctionCode
+
+log = logging.getLogger(__name__)
+
+GATEWAY_NO_RESPONSE = "answered Modbus exception 11"  # a TCP gateway: its RS485 device is silent
+ALL_IDS = range(1, 248)
+
+
+@dataclass
+class ProbeRow:
+    """One line of the table: a device found, expected, or both."""
+
+    bus: str
+    address: int
+    configured: str = ""  # what station.toml says is there ('' = nothing)
+    identified: list[str] = field(default_factory=list)  # meter models whose probe matches
+    answered: bool = False
+    reading: str = ""  # one reading of the configured device, or why it failed
+
+    @property
+    def ok(self) -> bool:
+        """A configured device must answer and read; an unconfigured one is only reported."""
+        return not self.configured or (self.answered and not self.reading.startswith("ERROR"))
+
+
+Reader = Callable[[], Awaitable[str]]
+
+
+@dataclass
+class Expected:
+    label: str
+    read: Reader
+
+
+async def probe_station(config: StationConfig, *, bus_names: Iterable[str] | None = None,
+                        ids: Iterable[int] = ALL_IDS) -> list[ProbeRow]:
+    """Scan the Modbus buses (all, or `bus_names`) and read every configured device once. A
+    silent id costs the bus's `timeout_s`: narrow `ids` on a slow RS485 line."""
+    wanted = set(bus_names) if bus_names is not None else set(config.buses)
+    unknown = wanted - set(config.buses)
+    if unknown:
+        raise ValueError(f"unknown bus(es) {sorted(unknown)} (station.toml has {sorted(config.buses)})")
+    logging.getLogger("workers.drivers.modbus_hub").setLevel(logging.CRITICAL)  # absent ids are normal
+    hubs = {name: ModbusHub(name, bus) for name, bus in config.buses.items()
+            if name in wanted and isinstance(bus, ModbusTcpBus | ModbusRtuBus)}
+    lines: dict[str, MercuryLine] = {}
+    try:
+        expected = _expected_devices(config, hubs, lines, wanted)
+        rows = []
+        for name, hub in hubs.items():
+            rows += await _scan_bus(name, hub, sorted(set(ids) | _ids_on(expected, name)), expected)
+        for (bus, address), device in sorted(expected.items()):
+            if bus not in hubs:  # Mercury lines: read the configured meters only
+                rows.append(await _read_expected(ProbeRow(bus, address, device.label), device, answered=None))
+        return rows
+    finally:
+        for hub in hubs.values():
+            await hub.close()
+        for line in lines.values():
+            line.close()
+
+
+async def _scan_bus(name: str, hub: ModbusHub, ids: list[int],
+                    expected: dict[tuple[str, int], Expected]) -> list[ProbeRow]:
+    rows = []
+    for address in ids:
+        device = expected.get((name, address))
+        answered = await _answers(hub, address)
+        if not answered and device is None:
+            continue
+        row = ProbeRow(name, address, device.label if device else "", answered=answered)
+        if answered:
+            row.identified = await identify(hub, address)
+        rows.append(await _read_expected(row, device, answered=answered) if device else row)
+    return rows
+
+
+async def _read_expected(row: ProbeRow, device: Expected, *, answered: bool | None) -> ProbeRow:
+    try:
+        row.reading = await device.read()
+        row.answered = True
+    except DeviceError as error:
+        row.reading = f"ERROR {error.reason}"
+        row.answered = bool(answered)
+    return row
+
+
+async def _answers(hub: ModbusHub, address: int) -> bool:
+    """Any answer (data or an exception) means a device is there; silence means none."""
+    for table in (FunctionCode.READ_HOLDING_REGISTERS, FunctionCode.READ_INPUT_REGISTERS):
+        try:
+            await hub.read_registers(address, table, 0, 1)
+            return True
+        except DeviceError as error:
+            if "answered Modbus exception" in error.reason and GATEWAY_NO_RESPONSE not in error.reason:
+                return True
+    return False
+
+
+def _expected_devices(config: StationConfig, hubs: dict[str, ModbusHub], lines: dict[str, MercuryLine],
+                      wanted: set[str]) -> dict[tuple[str, int], Expected]:
+    expected: dict[tuple[str, int], Expected] = {}
+
+    def add(bus: str, address: int, label: str, read: Reader) -> None:
+        if bus in wanted:
+            expected[(bus, address)] = Expected(label, read)
+
+    meters = [(f"meter of connector {c.id} ({c.meter.model})", c.meter) for c in config.connectors]
+    if config.station.meter is not None:
+        meters.append((f"station meter ({config.station.meter.model})", config.station.meter))
+    for label, meter in meters:
+        if meter.bus in wanted:
+            driver = open_meter_driver(meter, config.buses[meter.bus], hubs, lines)
+            add(meter.bus, meter.device_id, label, _meter_reader(driver.poll))
+    for connector in config.connectors:
+        ref = connector.controller
+        if ref.bus in hubs:
+            add(ref.bus, ref.device_id, f"controller of connector {connector.id} ({ref.model})",
+                _controller_reader(build_controller(hubs[ref.bus], connector)))
+    io = config.io_module
+    if io.bus in hubs:
+        module = IoModule.from_config(config, hubs)
+        add(io.bus, io.device_id, "IO module", _io_reader(module))
+    if config.imd is not None and config.imd.bus in hubs:
+        imd = Imd.from_config(config.imd, hubs)
+        add(config.imd.bus, config.imd.device_id, "insulation monitor", _imd_reader(imd))
+    return expected
+
+
+def _meter_reader(poll: Callable[[], Awaitable[MeterSnapshot]]) -> Reader:
+    async def read() -> str:
+        snapshot = await poll()
+        volts = f", {snapshot.voltage_v:.1f} V" if snapshot.voltage_v is not None else ""
+        return f"{snapshot.energy_wh / 1000:.3f} kWh, {snapshot.power_w:.0f} W{volts}"
+    return read
+
+
+def _controller_reader(controller: ChargeController) -> Reader:
+    async def read() -> str:
+        snapshot = await controller.poll()
+        version = await controller.read_firmware_version()
+        return f"state {snapshot.ev_state}, phase {snapshot.phase}, firmware {version}"
+    return read
+
+
+def _io_reader(module: IoModule) -> Reader:
+    async def read() -> str:
+        snapshot = await module.poll()
+        door = "" if snapshot.door_open is None else f", door {'open' if snapshot.door_open else 'shut'}"
+        return f"e-stop {'PRESSED' if snapshot.estop_pressed else 'released'}{door}"
+    return read
+
+
+def _imd_reader(imd: Imd) -> Reader:
+    async def read() -> str:
+        snapshot = await imd.poll()
+        ohms = "invalid" if snapshot.resistance_ohm is None else f"{snapshot.resistance_ohm / 1000:.0f} kOhm"
+        return f"R_F {ohms}, alarm {snapshot.alarm}"
+    return read
+
+
+def _ids_on(expected: dict[tuple[str, int], Expected], bus: str) -> set[int]:
+    return {address for (name, address) in expected if name == bus}
+
+
+def format_table(rows: list[ProbeRow]) -> str:
+    headers = ("bus", "id", "station.toml", "identified as", "reading")
+    cells = [(row.bus, str(row.address), row.configured or "-", ", ".join(row.identified) or "-",
+              row.reading or ("answers" if row.answered else "SILENT")) for row in rows]
+    widths = [max(len(header), *(len(cell[i]) for cell in cells)) if cells else len(header)
+              for i, header in enumerate(headers)]
+    return "\n".join("  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip()
+                     for line in (headers, *cells))
+
+
+def run_probe(config: StationConfig, *, bus_names: Iterable[str] | None = None,
+              ids: Iterable[int] = ALL_IDS) -> list[ProbeRow]:
+    return asyncio.run(probe_station(config, bus_names=bus_names, ids=ids))
