@@ -106,7 +106,7 @@ DIAG = KeySpec(
 
 CARDS = StreamSpec(
     "events:cards", TypeAdapter(m.CardPresented), "rfid",
-    "Every card presentation (one entry per presentation, repeats filtered).",
+    "Every card presentation: one entry per hold (a card left on the reader is read once).",
     maxlen=1_000,
 )
 SESSIONS = StreamSpec(

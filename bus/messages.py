@@ -97,8 +97,8 @@ class StationState(Message):
 class DeviceState(Message):
     """Whether one device on the station answers (written by the service that polls it)."""
 
-    device: str = Field(description="device name: 'meter:connector1', 'controller:1', 'io', "
-                                    "'imd', 'power_module:3', 'rfid', ...")
+    device: str = Field(description="device name: 'meter:connector1', 'meter:station', "
+                                    "'controller:1', 'io', 'imd', 'pm3' (power module), 'rfid'")
     bus: str = Field(default="", description="bus name from station.toml ('' for a serial device)")
     available: bool = Field(description="False once it missed two polls in a row (or refused)")
     reason: str = Field(default="", description="why it is unavailable or faulted, for logs and UIs")

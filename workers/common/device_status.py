@@ -61,6 +61,7 @@ class DeviceStatusPublisher:
     def __init__(self, bus: Bus) -> None:
         self._bus = bus
         self._health: dict[str, DeviceHealth] = {}
+        self._unpublished: set[str] = set()
 
     def health(self, device: str, *, bus_name: str = "") -> DeviceHealth:
         if device not in self._health:
@@ -80,6 +81,22 @@ class DeviceStatusPublisher:
         if health.failed(reason):
             log.error("device %s is unavailable: %s", device, reason)
             await self._publish(health)
+
+    def note(self, device: str, *, error: str | None = None, bus_name: str = "",
+             fault: str | None = None) -> None:
+        """Record a poll's outcome without touching Redis (for loops that must never wait on
+        it, such as smartw's safety guard); `flush()` publishes the changes later."""
+        health = self.health(device, bus_name=bus_name)
+        changed = health.failed(error) if error is not None else health.succeeded(fault)
+        if changed:
+            (log.error if error is not None else log.info)(
+                "device %s is %s", device, f"unavailable: {error}" if error is not None else "available")
+            self._unpublished.add(device)
+
+    async def flush(self) -> None:
+        for device in sorted(self._unpublished):
+            await self._publish(self._health[device])
+        self._unpublished.clear()
 
     async def _publish(self, health: DeviceHealth) -> None:
         health.announced = True

@@ -12,6 +12,7 @@ import time
 from bus import Bus, contract
 from bus.enums import ConnectorStatus, StopReason
 from bus.messages import ConnectorState, StationState
+from workers.common.device_status import DeviceStatusPublisher
 from workers.common.station_config import StationConfig
 from workers.drivers.controller import EvState
 from workers.smartw.allocation import PowerRequest, allocate
@@ -22,6 +23,9 @@ from workers.smartw.sessions import SessionControl
 from workers.smartw.status import CONTROLLER_ERROR, CONTROLLER_OFFLINE, ESTOP, IO_OFFLINE, Fault
 
 log = logging.getLogger(__name__)
+
+IO_DEVICE = "io"
+IMD_DEVICE = "imd"
 
 
 class StationLogic:
@@ -36,6 +40,8 @@ class StationLogic:
         self._published: dict[int, ConnectorState] = {}
         self._published_station: StationState | None = None
         self._controller_due: dict[int, float] = {}
+        self._imd_due = 0.0
+        self.devices = DeviceStatusPublisher(bus)
 
     def blocked_reason(self) -> str | None:
         return self.station_fault.info if self.station_fault else None
@@ -63,16 +69,21 @@ class StationLogic:
         if self.station_fault is None:
             await self._follow_evs()
             await self._share_power()
+        await self._poll_imd()
+        await self.devices.flush()
         await self._publish()
 
     async def _read_safety_inputs(self) -> None:
+        io_bus = self.config.io_module.bus
         try:
             estop = await self.hardware.read_estop()
             fault = ESTOP if estop else None
+            self.devices.note(IO_DEVICE, bus_name=io_bus)
         except HardwareError as error:
             if self.station_fault is not IO_OFFLINE:
                 log.error("IO module lost: %s", error)
             fault = IO_OFFLINE
+            self.devices.note(IO_DEVICE, error=str(error), bus_name=io_bus)
         if fault is not self.station_fault:
             log.log(logging.WARNING if fault else logging.INFO, "station fault: %s",
                     fault.info if fault else "cleared")
@@ -87,19 +98,41 @@ class StationLogic:
         if now < self._controller_due.get(connector.id, 0.0):
             return
         self._controller_due[connector.id] = now + connector.config.controller.poll_s
+        device, bus_name = f"controller:{connector.id}", connector.config.controller.bus
         try:
             view = await self.hardware.poll_controller(connector.id)
         except HardwareError as error:
             if connector.controller_fault is not CONTROLLER_OFFLINE:
                 log.error("connector %s: controller lost: %s", connector.id, error)
             connector.controller_fault, connector.controller = CONTROLLER_OFFLINE, None
+            await self.devices.failed(device, str(error), bus_name=bus_name)
             return
+        await self.devices.succeeded(device, bus_name=bus_name,
+                                     fault=str(view.error_code) if view.error_code else None)
         was_plugged = connector.plugged
         connector.controller = view
         connector.controller_fault = CONTROLLER_ERROR if view.ev_state is EvState.F else None
         if not was_plugged and connector.plugged:
             connector.finishing = False
             self.requests.spawn(self.requests.ev_plugged(connector))  # a start must not hold the cycle
+
+    async def _poll_imd(self) -> None:
+        """The insulation monitor's availability and alarm on the bus, every `[imd].poll_s`
+        (smartw's reaction to an insulation fault belongs to the connector logic)."""
+        imd = self.config.imd
+        now = time.monotonic()
+        if imd is None or now < self._imd_due:
+            return
+        self._imd_due = now + imd.poll_s
+        try:
+            snapshot = await self.hardware.poll_imd()
+        except HardwareError as error:
+            await self.devices.failed(IMD_DEVICE, str(error), bus_name=imd.bus)
+            return
+        if snapshot is not None:
+            fault = "insulation" if snapshot.insulation_fault else (
+                "device_error" if snapshot.device_error else None)
+            await self.devices.succeeded(IMD_DEVICE, bus_name=imd.bus, fault=fault)
 
     def _end_sessions_for_fault(self) -> None:
         """End the sessions in the background (the guard opened the contactors): ending one
