@@ -58,7 +58,8 @@ class DeviceHealth:
 class DeviceStatusPublisher:
     """Publishes a device's state to the bus whenever its health changes."""
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Bus | None) -> None:
+        """`bus=None` keeps the health in memory only (`hw probe` runs without the station)."""
         self._bus = bus
         self._health: dict[str, DeviceHealth] = {}
         self._unpublished: set[str] = set()
@@ -100,6 +101,8 @@ class DeviceStatusPublisher:
 
     async def _publish(self, health: DeviceHealth) -> None:
         health.announced = True
+        if self._bus is None:
+            return
         state = health.state()
         await self._bus.set(contract.DEVICE, state, device=health.device)
         await self._bus.publish(contract.DEVICE_CHANGES, state)

@@ -16,12 +16,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from workers.common.station_config import ModbusRtuBus, ModbusTcpBus, StationConfig
 from workers.drivers.controllers import ChargeController, build_controller
 from workers.drivers.errors import DeviceError
-from workers.drivers.imd import Imd
-from workers.drivers.io_module import IoModule
+from workers.drivers.imd import Imd, ImdSnapshot
+from workers.drivers.io_module import IoModule, IoSnapshot
 from workers.drivers.mercury import MercuryLine
 from workers.drivers.meter import MeterSnapshot, identify
 from workers.drivers.meter_factory import open_meter_driver
@@ -52,6 +53,7 @@ class ProbeRow:
 
 
 Reader = Callable[[], Awaitable[str]]
+Snapshot = TypeVar("Snapshot")
 
 
 @dataclass
@@ -139,7 +141,7 @@ def _expected_devices(config: StationConfig, hubs: dict[str, ModbusHub], lines: 
     for label, meter in meters:
         if meter.bus in wanted:
             driver = open_meter_driver(meter, config.buses[meter.bus], hubs, lines)
-            add(meter.bus, meter.device_id, label, _meter_reader(driver.poll))
+            add(meter.bus, meter.device_id, label, _reader(driver.poll, _describe_meter))
     for connector in config.connectors:
         ref = connector.controller
         if ref.bus in hubs:
@@ -148,19 +150,11 @@ def _expected_devices(config: StationConfig, hubs: dict[str, ModbusHub], lines: 
     io = config.io_module
     if io.bus in hubs:
         module = IoModule.from_config(config, hubs)
-        add(io.bus, io.device_id, "IO module", _io_reader(module))
+        add(io.bus, io.device_id, "IO module", _reader(module.poll, _describe_io))
     if config.imd is not None and config.imd.bus in hubs:
         imd = Imd.from_config(config.imd, hubs)
-        add(config.imd.bus, config.imd.device_id, "insulation monitor", _imd_reader(imd))
+        add(config.imd.bus, config.imd.device_id, "insulation monitor", _reader(imd.poll, _describe_imd))
     return expected
-
-
-def _meter_reader(poll: Callable[[], Awaitable[MeterSnapshot]]) -> Reader:
-    async def read() -> str:
-        snapshot = await poll()
-        volts = f", {snapshot.voltage_v:.1f} V" if snapshot.voltage_v is not None else ""
-        return f"{snapshot.energy_wh / 1000:.3f} kWh, {snapshot.power_w:.0f} W{volts}"
-    return read
 
 
 def _controller_reader(controller: ChargeController) -> Reader:
@@ -171,20 +165,26 @@ def _controller_reader(controller: ChargeController) -> Reader:
     return read
 
 
-def _io_reader(module: IoModule) -> Reader:
+def _reader(poll: Callable[[], Awaitable[Snapshot]], describe: Callable[[Snapshot], str]) -> Reader:
+    """One poll with the device's own driver, described for the table's reading column."""
     async def read() -> str:
-        snapshot = await module.poll()
-        door = "" if snapshot.door_open is None else f", door {'open' if snapshot.door_open else 'shut'}"
-        return f"e-stop {'PRESSED' if snapshot.estop_pressed else 'released'}{door}"
+        return describe(await poll())
     return read
 
 
-def _imd_reader(imd: Imd) -> Reader:
-    async def read() -> str:
-        snapshot = await imd.poll()
-        ohms = "invalid" if snapshot.resistance_ohm is None else f"{snapshot.resistance_ohm / 1000:.0f} kOhm"
-        return f"R_F {ohms}, alarm {snapshot.alarm}"
-    return read
+def _describe_meter(snapshot: MeterSnapshot) -> str:
+    volts = f", {snapshot.voltage_v:.1f} V" if snapshot.voltage_v is not None else ""
+    return f"{snapshot.energy_wh / 1000:.3f} kWh, {snapshot.power_w:.0f} W{volts}"
+
+
+def _describe_io(snapshot: IoSnapshot) -> str:
+    door = "" if snapshot.door_open is None else f", door {'open' if snapshot.door_open else 'shut'}"
+    return f"e-stop {'PRESSED' if snapshot.estop_pressed else 'released'}{door}"
+
+
+def _describe_imd(snapshot: ImdSnapshot) -> str:
+    ohms = "invalid" if snapshot.resistance_ohm is None else f"{snapshot.resistance_ohm / 1000:.0f} kOhm"
+    return f"R_F {ohms}, alarm {snapshot.alarm}"
 
 
 def _ids_on(expected: dict[tuple[str, int], Expected], bus: str) -> set[int]:

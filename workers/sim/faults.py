@@ -58,6 +58,33 @@ class FaultState:
         return kind in self.faults
 
 
+class HasFaults:
+    """The SimulatedDevice side of a device whose whole fault state is `self._faults`.
+
+    A device that does more when it goes online or gets a fault (settles its outputs, powers
+    up again, logs) overrides that method and calls `super()`.
+    """
+
+    _faults: FaultState
+
+    @property
+    def fault_kinds(self) -> tuple[str, ...]:
+        return self._faults.fault_kinds
+
+    @property
+    def online(self) -> bool:
+        return self._faults.online
+
+    def set_online(self, online: bool) -> None:
+        self._faults.set_online(online)
+
+    def inject_fault(self, kind: str) -> None:
+        self._faults.inject_fault(kind)
+
+    def clear_faults(self) -> None:
+        self._faults.clear_faults()
+
+
 class CombinedDevice:
     """One device seen through several models: e.g. the IO module's wire (offline, CRC faults:
     workers/sim/modbus_answers.py) and its contacts (welds, watchdog: workers/sim/io_module.py).

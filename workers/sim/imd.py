@@ -21,7 +21,7 @@ from workers.common.station_config import ImdConfig
 from workers.drivers import imd, registers
 from workers.drivers.registers import FunctionCode
 from workers.sim import devices
-from workers.sim.faults import FaultState
+from workers.sim.faults import FaultState, HasFaults
 
 HEALTHY_OHM = 5_000_000.0
 FAULT_OHM = 50_000.0
@@ -44,7 +44,7 @@ def channel_words(value: float, *, unit: int, description: int, alarm: imd.Alarm
     return [*registers.encode(value, registers.DataType.FLOAT32), status << 8 | unit_byte, description]
 
 
-class SimImd:
+class SimImd(HasFaults):
     name = "imd"
 
     def __init__(self, config: ImdConfig, *, self_test_s: float = SELF_TEST_S) -> None:
@@ -55,24 +55,10 @@ class SimImd:
         self._test_failed = False
         self._server: ModbusTcpServer | None = None
 
-    # ---- SimulatedDevice -------------------------------------------------------------
-
-    @property
-    def fault_kinds(self) -> tuple[str, ...]:
-        return self._faults.fault_kinds
-
-    @property
-    def online(self) -> bool:
-        return self._faults.online
-
-    def set_online(self, online: bool) -> None:
-        self._faults.set_online(online)
-
-    def inject_fault(self, kind: str) -> None:
-        self._faults.inject_fault(kind)
+    # ---- SimulatedDevice (HasFaults) -------------------------------------------------
 
     def clear_faults(self) -> None:
-        self._faults.clear_faults()
+        super().clear_faults()
         self._test_failed = False
 
     # ---- the world -------------------------------------------------------------------

@@ -35,7 +35,7 @@ from workers.drivers.io_layout import WireBit, layout_for
 from workers.drivers.registers import FunctionCode
 from workers.sim import devices
 from workers.sim.devices import DeviceAction
-from workers.sim.faults import FaultState
+from workers.sim.faults import FaultState, HasFaults
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class NotWired(ValueError):
     """station.toml wires no such input (e.g. `sim door` on a cabinet without a door switch)."""
 
 
-class SimIoModule:
+class SimIoModule(HasFaults):
     name = "io"
 
     def __init__(self, config: StationConfig, *, imd_alarm: Callable[[], bool] = lambda: False,
@@ -84,25 +84,14 @@ class SimIoModule:
         self._tasks: set[asyncio.Task[None]] = set()
         self._tables, self._input_addresses = self._plan_tables()
 
-    # ---- SimulatedDevice -------------------------------------------------------------
-
-    @property
-    def fault_kinds(self) -> tuple[str, ...]:
-        return self._faults.fault_kinds
-
-    @property
-    def online(self) -> bool:
-        return self._faults.online
-
-    def set_online(self, online: bool) -> None:
-        self._faults.set_online(online)
+    # ---- SimulatedDevice (HasFaults): contacts follow a fault change -----------------
 
     def inject_fault(self, kind: str) -> None:
-        self._faults.inject_fault(kind)
+        super().inject_fault(kind)
         self._schedule_settle()
 
     def clear_faults(self) -> None:
-        self._faults.clear_faults()
+        super().clear_faults()
         self._schedule_settle()
 
     # ---- the world -------------------------------------------------------------------

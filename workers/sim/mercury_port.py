@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import pty
-import tty
 from pathlib import Path
 
 from workers.drivers import mercury_frames as frames
 from workers.drivers.meter import MeterSnapshot
-from workers.sim.faults import FaultState
+from workers.sim.faults import FaultState, HasFaults
+from workers.sim.pty_link import PtyLink, PtyLinkError
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +29,10 @@ CHANNEL_TIMEOUT_S = 240.0  # ? modelling assumption: the channel closes after 4 
 USER_PASSWORD = bytes([1] * 6)
 ADMIN_PASSWORD = bytes([2] * 6)
 FAULT_KINDS = ("bad_crc", "wrong_address", "garbage", "partial")
-READ_CHUNK = 256
 ENERGY_SINCE_RESET_SUM = bytes([frames.ENERGY_SINCE_RESET, frames.TARIFF_SUM])
 
 
-class MercuryLinkError(RuntimeError):
+class MercuryLinkError(PtyLinkError):
     """The meter's link path cannot be created (something else is there)."""
 
 
@@ -54,14 +51,13 @@ def reply_data(snapshot: MeterSnapshot) -> dict[frames.Bwri | None, bytes]:
     }
 
 
-class SimulatedMercury:
+class SimulatedMercury(HasFaults):
     """One Mercury meter at `address` alone on its pty line (SimulatedDevice)."""
 
     def __init__(self, name: str, link: Path, address: int, *, password: bytes = USER_PASSWORD,
                  admin_password: bytes = ADMIN_PASSWORD,
                  channel_timeout_s: float = CHANNEL_TIMEOUT_S) -> None:
         self.name = name
-        self.fault_kinds = FAULT_KINDS
         self.link = link
         self.address = address
         self.passwords: dict[int, bytes] = {frames.AccessLevel.USER: password,
@@ -73,24 +69,7 @@ class SimulatedMercury:
         self._channel_until: float | None = None
         self._buffer = bytearray()
         self._frame_timer: asyncio.TimerHandle | None = None
-        self._master: int | None = None
-        self._slave: int | None = None
-        self._slave_path = ""
-
-    # ---- SimulatedDevice ------------------------------------------------------------------
-
-    @property
-    def online(self) -> bool:
-        return self._faults.online
-
-    def set_online(self, online: bool) -> None:
-        self._faults.set_online(online)
-
-    def inject_fault(self, kind: str) -> None:
-        self._faults.inject_fault(kind)
-
-    def clear_faults(self) -> None:
-        self._faults.clear_faults()
+        self._line = PtyLink(link, refused=MercuryLinkError)
 
     # ---- the model ----------------------------------------------------------------------
 
@@ -106,40 +85,19 @@ class SimulatedMercury:
 
     def open(self) -> None:
         """Create the pty, point the link at its slave and start answering (in the running loop)."""
-        master, slave = pty.openpty()
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self._master, self._slave, self._slave_path = master, slave, os.ttyname(slave)
-        self.link.parent.mkdir(parents=True, exist_ok=True)
-        if self.link.is_symlink():
-            self.link.unlink()
-        elif self.link.exists():
-            self.close()
-            raise MercuryLinkError(f"{self.link} exists and is not a symlink; not replacing it")
-        self.link.symlink_to(self._slave_path)
-        asyncio.get_running_loop().add_reader(master, self._on_readable)
+        self._line.open()
+        self._line.watch(self._on_bytes)
         log.info("Mercury meter %s (address %d) simulated on %s -> %s", self.name, self.address,
-                 self.link, self._slave_path)
+                 self.link, self._line.slave_path)
 
     def close(self) -> None:
         """Stop answering, remove our link (if still ours) and close the pty."""
         if self._frame_timer is not None:
             self._frame_timer.cancel()
-        if self._master is not None:
-            asyncio.get_running_loop().remove_reader(self._master)
-        if self.link.is_symlink() and os.readlink(self.link) == self._slave_path:
-            self.link.unlink()
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                os.close(fd)
-        self._master = self._slave = None
+        self._line.close()
 
-    def _on_readable(self) -> None:
-        assert self._master is not None
-        try:
-            self._buffer += os.read(self._master, READ_CHUNK)
-        except OSError:  # the driver side closed: nothing to read until it opens again
-            return
+    def _on_bytes(self, data: bytes) -> None:
+        self._buffer += data
         if self._frame_timer is not None:
             self._frame_timer.cancel()
         self._frame_timer = asyncio.get_running_loop().call_later(REQUEST_SILENCE_S, self._on_request)
@@ -193,8 +151,4 @@ class SimulatedMercury:
             reply = reply[:len(reply) // 2]
         if faulty("garbage"):
             reply = bytes([self.address ^ 0x80, 0x00, 0xFF, 0x13, 0x37])
-        assert self._master is not None
-        try:
-            os.write(self._master, reply)
-        except BlockingIOError:
-            log.warning("Mercury line %s full (nobody reading); reply dropped", self.link)
+        self._line.write(reply)

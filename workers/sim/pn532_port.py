@@ -39,7 +39,7 @@ from workers.drivers.pn532 import (
     FrameReader,
     reply_frame,
 )
-from workers.sim.faults import FaultState
+from workers.sim.faults import FaultState, HasFaults
 from workers.sim.rfid_port import LINE_NOISE, SWIPE_HOLD_S, HoldTimer, SerialLink
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def uid_bytes(uid: str) -> bytes:
     return bytes.fromhex(uid)
 
 
-class SimulatedPn532:
+class SimulatedPn532(HasFaults):
     name = "rfid"
     fault_kinds = ("bad_checksum", "garbage", "no_ack")
 
@@ -86,10 +86,6 @@ class SimulatedPn532:
         self._listed = False
         self._high_since: dict[int, float] = {}
         self._last_answer = b""
-
-    @property
-    def online(self) -> bool:
-        return self._faults.online
 
     @property
     def slave_path(self) -> str:
@@ -126,16 +122,10 @@ class SimulatedPn532:
         self._uid, self._standby, self._listed = None, False, False
 
     def set_online(self, online: bool) -> None:
-        if online and not self._faults.online:
+        if online and not self.online:
             self._awake, self._listed = False, False  # powered up again: asleep, nothing listed
             self._standby = False  # the field was off: the card reset too
-        self._faults.set_online(online)
-
-    def inject_fault(self, kind: str) -> None:
-        self._faults.inject_fault(kind)
-
-    def clear_faults(self) -> None:
-        self._faults.clear_faults()
+        super().set_online(online)
 
     def _on_bytes(self, data: bytes) -> None:
         if not self.online:

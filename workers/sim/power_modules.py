@@ -49,7 +49,7 @@ from workers.drivers.infypower_frames import (
     encode_output,
     encode_status,
 )
-from workers.sim.faults import FaultState
+from workers.sim.faults import FaultState, HasFaults
 from workers.sim.slcan_adapter import CanFrame
 
 log = logging.getLogger(__name__)
@@ -87,14 +87,13 @@ class Load:
     demand_a: float
 
 
-class SimulatedPowerModule:
+class SimulatedPowerModule(HasFaults):
     """One module (a SimulatedDevice named pm1..pmN): its physics, state and status bits."""
 
     def __init__(self, name: str, address: int, rating: ModuleRating = ModuleRating(), *,
                  silence_timeout_s: float = 10.0, ramp: Ramp = Ramp()) -> None:
         self.name, self.address, self.rating, self.ramp = name, address, rating, ramp
         self.silence_timeout_s = silence_timeout_s
-        self.fault_kinds = FAULT_KINDS
         self._faults = FaultState(name, FAULT_KINDS)
         self.commanded_on = False
         self.set_voltage_v = self.set_current_a = 0.0
@@ -104,22 +103,15 @@ class SimulatedPowerModule:
         self.power_limited = False
         self.load: Load | None = None
 
-    # --- SimulatedDevice -----------------------------------------------------------------
-
-    @property
-    def online(self) -> bool:
-        return self._faults.online
+    # --- SimulatedDevice (HasFaults), logged ---------------------------------------------
 
     def set_online(self, online: bool) -> None:
-        self._faults.set_online(online)
+        super().set_online(online)
         log.info("%s %s", self.name, "online" if online else "offline (silent on CAN)")
 
     def inject_fault(self, kind: str) -> None:
-        self._faults.inject_fault(kind)
+        super().inject_fault(kind)
         log.info("%s: fault %s", self.name, kind)
-
-    def clear_faults(self) -> None:
-        self._faults.clear_faults()
 
     # --- controller side -----------------------------------------------------------------
 

@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import pty
-import tty
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from workers.drivers.em4100 import REPEAT_PERIOD_S, encode_frame, normalise_uid
-from workers.sim.faults import FaultState, SimulatedDevice
+from workers.sim.faults import FaultState, HasFaults, SimulatedDevice
+from workers.sim.pty_link import PtyLink, PtyLinkError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +34,7 @@ SWIPE_HOLD_S = 0.5  # how long `sim swipe` keeps a card on the reader
 LINE_NOISE = b"\xff\x13noise\r\n"  # the "garbage" fault: bytes no reader protocol starts with
 
 
-class RfidLinkError(RuntimeError):
+class RfidLinkError(PtyLinkError):
     """The reader's link path cannot be created (something else is there)."""
 
 
@@ -58,67 +56,15 @@ class SimulatedCardReader(SimulatedDevice, Protocol):
     def remove(self) -> None: ...
 
 
-class SerialLink:
-    """A pty pair with the slave linked at `link`; the simulated device owns the master."""
+class SerialLink(PtyLink):
+    """A reader's pty line (workers/sim/pty_link.py); an occupied port path is an RfidLinkError."""
 
     def __init__(self, link: Path) -> None:
-        self.link = link
-        self._master: int | None = None
-        self._slave: int | None = None
-        self._watching: asyncio.AbstractEventLoop | None = None
-        self.slave_path = ""
+        super().__init__(link, refused=RfidLinkError)
 
     def open(self) -> None:
-        """Create the pty pair and point the link at its slave (replacing a stale link)."""
-        master, slave = pty.openpty()
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self._master, self._slave, self.slave_path = master, slave, os.ttyname(slave)
-        self.link.parent.mkdir(parents=True, exist_ok=True)
-        if self.link.is_symlink():
-            self.link.unlink()
-        elif self.link.exists():
-            self.close()
-            raise RfidLinkError(f"{self.link} exists and is not a symlink; not replacing it")
-        self.link.symlink_to(self.slave_path)
+        super().open()
         log.info("RFID reader simulated on %s -> %s", self.link, self.slave_path)
-
-    def watch(self, on_bytes: Callable[[bytes], None]) -> None:
-        """Call `on_bytes` with whatever the driver writes to the line."""
-        master = self._require_open()
-        self._watching = asyncio.get_running_loop()
-        self._watching.add_reader(master, self._read, on_bytes)
-
-    def _read(self, on_bytes: Callable[[bytes], None]) -> None:
-        try:
-            data = os.read(self._require_open(), 1024)
-        except (BlockingIOError, OSError):
-            return
-        on_bytes(data)
-
-    def write(self, data: bytes) -> None:
-        try:
-            os.write(self._require_open(), data)
-        except BlockingIOError:
-            # nobody has read the line for a long while: a real UART would lose the bytes too
-            log.warning("RFID line full (nobody reading %s); %d bytes dropped", self.link, len(data))
-
-    def _require_open(self) -> int:
-        if self._master is None:
-            raise RuntimeError("simulated reader is not open")
-        return self._master
-
-    def close(self) -> None:
-        """Remove our link (only if it still points at our pty) and close the pty."""
-        if self.link.is_symlink() and os.readlink(self.link) == self.slave_path:
-            self.link.unlink()
-        if self._watching is not None and self._master is not None:
-            self._watching.remove_reader(self._master)
-            self._watching = None
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                os.close(fd)
-        self._master = self._slave = None
 
 
 class HoldTimer:
@@ -139,7 +85,7 @@ class HoldTimer:
             self._handle = None
 
 
-class SimulatedReader:
+class SimulatedReader(HasFaults):
     """The EM4100 ASCII reader: a held card's frame, again and again, on the pty."""
 
     name = "rfid"
@@ -157,10 +103,6 @@ class SimulatedReader:
     @property
     def slave_path(self) -> str:
         return self._line.slave_path
-
-    @property
-    def online(self) -> bool:
-        return self._faults.online
 
     @property
     def card(self) -> str | None:
@@ -202,12 +144,3 @@ class SimulatedReader:
             checksum = int(frame[-3:-1], 16) ^ 0xFF
             frame = frame[:-3] + f"{checksum:02X}".encode() + frame[-1:]
         return (LINE_NOISE if self._faults.has("garbage") else b"") + frame
-
-    def set_online(self, online: bool) -> None:
-        self._faults.set_online(online)
-
-    def inject_fault(self, kind: str) -> None:
-        self._faults.inject_fault(kind)
-
-    def clear_faults(self) -> None:
-        self._faults.clear_faults()

@@ -19,18 +19,15 @@ in either direction and the bus-error flag is raised, as on a real bus.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
-import pty
 import string
-import tty
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntFlag
 from pathlib import Path
 from typing import Protocol
+
+from workers.sim.pty_link import PtyLink, PtyLinkError
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +70,7 @@ class CanNode(Protocol):
         ...
 
 
-class SlcanLinkError(RuntimeError):
+class SlcanLinkError(PtyLinkError):
     """The adapter's link path cannot be created (something else is there)."""
 
 
@@ -213,62 +210,24 @@ class SimulatedSlcanAdapter:
     def __init__(self, link: Path, node: CanNode) -> None:
         self.link = link
         self.protocol = SlcanProtocol(node, name=f"slcan {link.name}")
-        self._master: int | None = None
-        self._slave: int | None = None
-        self._slave_path = ""
+        self._line = PtyLink(link, refused=SlcanLinkError)
 
     @property
     def slave_path(self) -> str:
-        return self._slave_path
+        return self._line.slave_path
 
     def open(self) -> None:
         """Create the pty pair, point the link at its slave (replacing a stale link), listen."""
-        master, slave = pty.openpty()
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self._master, self._slave, self._slave_path = master, slave, os.ttyname(slave)
-        self.link.parent.mkdir(parents=True, exist_ok=True)
-        if self.link.is_symlink():
-            self.link.unlink()
-        elif self.link.exists():
-            self.close()
-            raise SlcanLinkError(f"{self.link} exists and is not a symlink; not replacing it")
-        self.link.symlink_to(self._slave_path)
-        asyncio.get_running_loop().add_reader(master, self._on_readable)
-        log.info("USB-CAN adapter (slcan) simulated on %s -> %s", self.link, self._slave_path)
+        self._line.open()
+        self._line.watch(self._on_bytes)
+        log.info("USB-CAN adapter (slcan) simulated on %s -> %s", self.link, self.slave_path)
 
-    def _on_readable(self) -> None:
-        if self._master is None:
-            return
-        try:
-            data = os.read(self._master, 4096)
-        except BlockingIOError:
-            return
-        except OSError as error:
-            log.warning("%s: read failed: %s", self.link, error)
-            return
+    def _on_bytes(self, data: bytes) -> None:
         reply = self.protocol.feed(data)
-        if reply:
-            self._write(reply)
-
-    def _write(self, data: bytes) -> None:
-        if self._master is None:
-            return
-        try:
-            os.write(self._master, data)
-        except BlockingIOError:
+        if reply and not self._line.write(reply):
             # the host has not read the line for a long while: a real adapter drops frames too
             self.protocol.flags |= AdapterFlag.DATA_OVERRUN
-            log.warning("%s: host not reading; %d bytes dropped", self.link, len(data))
 
     def close(self) -> None:
         """Stop listening, remove our link (only if it still points at our pty), close the pty."""
-        if self._master is not None:
-            with contextlib.suppress(RuntimeError):  # no running loop: nothing was listening
-                asyncio.get_running_loop().remove_reader(self._master)
-        if self.link.is_symlink() and os.readlink(self.link) == self._slave_path:
-            self.link.unlink()
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                os.close(fd)
-        self._master = self._slave = None
+        self._line.close()
