@@ -39,6 +39,10 @@ def test_probe_finds_identifies_and_reads_every_device(sim_station: SimStation) 
     assert rows[("sim_tcp", 30)]["reading"].startswith("R_F")
     station = rows[("mercury", 1)]
     assert station["configured"] == "station meter (mercury234)" and "kWh" in station["reading"]
+    modules = [row for (bus, _), row in rows.items() if bus == "can"]
+    assert len(modules) == 6 and all(", off, rated 1000 V / 100 A" in row["reading"] for row in modules)
+    reader = next(row for row in rows.values() if row["configured"] == "card reader (em4100)")
+    assert "port opens at 9600 baud" in reader["reading"]
     assert all(row["ok"] for row in rows.values())
 
     table = hw_probe(sim_station.env, "--bus", "rs485_meters", "--ids", "1-2")
@@ -51,6 +55,12 @@ def test_a_silent_configured_device_is_named_and_exits_1(sim_station: SimStation
     assert done.returncode == 1
     assert "not answering or unreadable: meter of connector 2 (sdm630) (rs485_meters/2)" in done.stderr
     assert "SILENT" in done.stdout or "ERROR" in done.stdout
+
+    sim(sim_station.env, "offline", "pm4")
+    done = hw_probe(sim_station.env, "--ids", "1", "--json")
+    assert done.returncode == 1
+    silent = [row for row in json.loads(done.stdout) if row["configured"] == "power module pm4"]
+    assert len(silent) == 1 and silent[0]["reading"].startswith("ERROR") and not silent[0]["ok"]
 
 
 def test_bad_usage_exits_2(sim_station: SimStation) -> None:

@@ -160,10 +160,10 @@ async def test_a_wrong_password_is_a_device_error(line: MercuryLine, simulator: 
 
 
 @pytest.mark.parametrize(("fault", "message"), [
-    ("bad_crc", "CRC error in a 12-byte reply"),
-    ("wrong_address", f"answered by address {ADDRESS + 1}, not {ADDRESS}"),
+    ("crc", "CRC error in a 12-byte reply"),
+    ("wrong_device", f"answered by address {ADDRESS + 1}, not {ADDRESS}"),
     ("garbage", "garbage on the line: 5 bytes"),
-    ("partial", "incomplete reply: 6 of 12 bytes"),
+    ("partial_frame", "incomplete reply: 6 of 12 bytes"),
 ])
 async def test_each_bad_reply_is_a_device_error_and_the_meter_recovers(
         meter: MercuryMeter, simulator: SimulatedMercury, fault: str, message: str) -> None:
@@ -201,7 +201,7 @@ async def test_the_simulator_refuses_values_mercury_cannot_show(simulator: Simul
 
 def test_the_simulator_is_a_simulated_device_with_its_fault_kinds(tmp_path: Path) -> None:
     meter = SimulatedMercury("meter3", tmp_path / "tty", 3)
-    assert meter.fault_kinds == ("bad_crc", "wrong_address", "garbage", "partial")
+    assert meter.fault_kinds == ("crc", "wrong_device", "garbage", "partial_frame")
     with pytest.raises(ValueError, match="meter3 has no fault 'smoke'"):
         meter.inject_fault("smoke")
 

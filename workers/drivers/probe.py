@@ -18,18 +18,25 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from workers.common.device_status import DeviceStatusPublisher
 from workers.common.station_config import ModbusRtuBus, ModbusTcpBus, StationConfig
 from workers.drivers.controllers import ChargeController, build_controller
 from workers.drivers.errors import DeviceError
 from workers.drivers.imd import Imd, ImdSnapshot
+from workers.drivers.infypower import InfypowerModules
 from workers.drivers.io_module import IoModule, IoSnapshot
 from workers.drivers.mercury import MercuryLine
 from workers.drivers.meter import MeterSnapshot, identify
 from workers.drivers.meter_factory import open_meter_driver
 from workers.drivers.modbus_hub import ModbusHub
+from workers.drivers.pn532 import Pn532
 from workers.drivers.registers import FunctionCode
+from workers.drivers.serial_port import SerialPort
 
 log = logging.getLogger(__name__)
+
+CAN_BUS = "can"
+MODULE_POLLS = 3  # polls to wait for: capabilities, then output and status
 
 GATEWAY_NO_RESPONSE = "answered Modbus exception 11"  # a TCP gateway: its RS485 device is silent
 ALL_IDS = range(1, 248)
@@ -82,6 +89,9 @@ async def probe_station(config: StationConfig, *, bus_names: Iterable[str] | Non
         for (bus, address), device in sorted(expected.items()):
             if bus not in hubs:  # Mercury lines: read the configured meters only
                 rows.append(await _read_expected(ProbeRow(bus, address, device.label), device, answered=None))
+        if bus_names is None:
+            rows += await _probe_power_modules(config)
+            rows.append(await _probe_reader(config))
         return rows
     finally:
         for hub in hubs.values():
@@ -185,6 +195,64 @@ def _describe_io(snapshot: IoSnapshot) -> str:
 def _describe_imd(snapshot: ImdSnapshot) -> str:
     ohms = "invalid" if snapshot.resistance_ohm is None else f"{snapshot.resistance_ohm / 1000:.0f} kOhm"
     return f"R_F {ohms}, alarm {snapshot.alarm}"
+
+
+async def _probe_power_modules(config: StationConfig) -> list[ProbeRow]:
+    """Each configured CAN module polled a few times (capabilities, output, status), then every
+    module switched off again, the state the driver always leaves them in."""
+    if config.power_modules is None:
+        return []
+    settings = config.power_modules
+    modules = InfypowerModules.from_config(settings, DeviceStatusPublisher(None))
+    addresses = settings.module_addresses()
+    deadline = asyncio.get_running_loop().time() + settings.open_delay_s + MODULE_POLLS * (
+        settings.poll_s + 3 * settings.answer_timeout_s)
+    modules.start()
+    try:
+        while asyncio.get_running_loop().time() < deadline and not all(
+                modules.reading(address) is not None or not modules.health(address).available
+                for address in addresses):
+            await asyncio.sleep(settings.poll_s / 2)
+    finally:
+        rows = [_module_row(modules, address) for address in addresses]
+        await modules.stop()
+    return rows
+
+
+def _module_row(modules: InfypowerModules, address: int) -> ProbeRow:
+    name = modules.names[address]
+    row = ProbeRow(CAN_BUS, address, f"power module {name}")
+    reading, capabilities = modules.reading(address), modules.capabilities(address)
+    if reading is None:
+        row.reading = f"ERROR {modules.health(address).reason or 'no answer'}"
+        return row
+    row.answered = True
+    rated = (f", rated {capabilities.max_voltage_v:.0f} V / {capabilities.max_current_a:.0f} A"
+             if capabilities is not None else "")
+    state = "on" if reading.output_on else "off"
+    fault = f", FAULT {reading.fault}" if reading.fault else ""
+    row.reading = f"{reading.voltage_v:.1f} V, {reading.current_a:.1f} A, {state}{rated}{fault}"
+    return row
+
+
+async def _probe_reader(config: StationConfig) -> ProbeRow:
+    """The card reader: a PN532 says which firmware it runs; an EM4100 reader only transmits,
+    so opening its port is all that can be checked."""
+    rfid = config.rfid
+    row = ProbeRow(rfid.port, 0, f"card reader ({rfid.driver})")
+    port = SerialPort(rfid.port, rfid.baudrate)
+    try:
+        port.open()
+        row.answered = True
+        if rfid.driver == "pn532":
+            row.reading = str(await Pn532(port).initialise())
+        else:
+            row.reading = f"port opens at {rfid.baudrate} baud (an EM4100 reader only transmits)"
+    except DeviceError as error:
+        row.reading = f"ERROR {error.reason}"
+    finally:
+        port.close()
+    return row
 
 
 def _ids_on(expected: dict[tuple[str, int], Expected], bus: str) -> set[int]:

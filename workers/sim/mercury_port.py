@@ -6,8 +6,8 @@ the slave (`/dev/pts/N`), so the driver opens it with pyserial as it opens a USB
 quiet, ignores a frame with a bad CRC or for another address, answers the test/open/close
 commands with status frames, refuses reads outside an open channel (status 5), closes the
 channel after `channel_timeout_s` without traffic, and serves voltage, current, power and the
-energy counters from a settable `MeterSnapshot`. Faults (`manage.py sim fault`): "bad_crc",
-"wrong_address", "garbage" (line noise instead of the reply), "partial" (the reply cut short);
+energy counters from a settable `MeterSnapshot`. Faults (`manage.py sim fault`): "crc",
+"wrong_device", "garbage" (line noise instead of the reply), "partial_frame" (the reply cut short);
 offline = silent.
 """
 
@@ -28,7 +28,7 @@ REQUEST_SILENCE_S = 0.003  # a request ends when the line is quiet this long
 CHANNEL_TIMEOUT_S = 240.0  # ? modelling assumption: the channel closes after 4 min without traffic
 USER_PASSWORD = bytes([1] * 6)
 ADMIN_PASSWORD = bytes([2] * 6)
-FAULT_KINDS = ("bad_crc", "wrong_address", "garbage", "partial")
+FAULT_KINDS = ("crc", "wrong_device", "garbage", "partial_frame")
 ENERGY_SINCE_RESET_SUM = bytes([frames.ENERGY_SINCE_RESET, frames.TARIFF_SUM])
 
 
@@ -143,11 +143,11 @@ class SimulatedMercury(HasFaults):
 
     def _send(self, body: bytes) -> None:
         faulty = self._faults.has
-        address = (self.address + 1) & 0xFF if faulty("wrong_address") else self.address
+        address = (self.address + 1) & 0xFF if faulty("wrong_device") else self.address
         reply = frames.frame(address, body)
-        if faulty("bad_crc"):
+        if faulty("crc"):
             reply = reply[:-1] + bytes([reply[-1] ^ 0xFF])
-        if faulty("partial"):
+        if faulty("partial_frame"):
             reply = reply[:len(reply) // 2]
         if faulty("garbage"):
             reply = bytes([self.address ^ 0x80, 0x00, 0xFF, 0x13, 0x37])
