@@ -33,6 +33,35 @@ class ChargingSession(models.Model):
         return f"connector {self.connector_id} {self.started_at:%Y-%m-%d %H:%M} {self.id_tag}"
 
 
+class SessionEvent(models.Model):
+    """One entry of a charging session's timeline. Writer: smartw. Never deleted.
+
+    smartw queues these from its control cycle and writes them in order from one background
+    task (workers/smartw/timeline.py), so a slow database never delays the cycle.
+    """
+
+    class Kind(models.TextChoices):
+        STARTED = "started", "session started"
+        STATUS = "status", "OCPP status change"
+        LIMIT = "limit", "power offered changed"
+        FAULT = "fault", "fault raised or cleared"
+        EV = "ev", "EV state, phase or SoC"
+        STOPPED = "stopped", "session stopped"
+
+    session = models.ForeignKey(ChargingSession, on_delete=models.PROTECT, related_name="events")
+    at = models.DateTimeField(help_text="when smartw saw it, UTC")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    detail = models.CharField(max_length=200, blank=True, help_text="short text for people")
+    data = models.JSONField(default=dict, blank=True, help_text="the values behind the detail")
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["session", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.at:%H:%M:%S} {self.kind} {self.detail}"
+
+
 class Transaction(models.Model):
     """An OCPP transaction, one per charging session. Writer: ocpp16."""
 

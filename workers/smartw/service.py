@@ -2,7 +2,8 @@
 
 Provides: keys contract.CONNECTOR (per connector) and contract.STATION; streams
 contract.CONNECTOR_CHANGES, contract.STATION_CHANGES, contract.SESSIONS, contract.AUTH_RESULTS;
-commands contract.START and contract.STOP; the ChargingSession table (its only writer).
+commands contract.START and contract.STOP; the ChargingSession and SessionEvent tables (their only
+writer).
 Requires: stream contract.CARDS (rfid), keys contract.METER (counters), command
 contract.AUTHORIZE (ocpp16); station.toml io_module, connectors[].controller and
 contactor_coil, station.max_power_kw, power_modules; the IO module and charge controllers on
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_RAMP_S = 1.0  # on shutdown the meter may be gone already: do not wait long for it
 CARD_MAX_AGE_S = 10.0  # a card read while smartw was down must not start a session later
+TIMELINE_FLUSH_S = 2.0  # on shutdown, how long the last timeline entries may take to be written
 
 
 class SmartwService(Service):
@@ -106,6 +108,7 @@ class SmartwService(Service):
                                          ramp_timeout_s=SHUTDOWN_RAMP_S)
             except Exception:
                 log.exception("connector %s: session not recorded as stopped", connector.id)
+        await logic.timeline.aclose(TIMELINE_FLUSH_S)
 
     async def _close_orphan_sessions(self, logic: StationLogic) -> None:
         """Sessions left open by a crash or power cut: the contactors are open now (open_all),
@@ -121,6 +124,8 @@ class SmartwService(Service):
             await ChargingSession.objects.filter(pk=row.pk).aupdate(
                 stopped_at=utcnow(), meter_stop_wh=meter_stop,
                 energy_wh=meter_stop - row.meter_start_wh, stop_reason=StopReason.POWER_LOSS.value)
-            await journal.publish_stopped(self.bus, await ChargingSession.objects.aget(pk=row.pk))
+            closed = await ChargingSession.objects.aget(pk=row.pk)
+            logic.timeline.stopped(closed)
+            await journal.publish_stopped(self.bus, closed)
             log.warning("session %s on connector %s was left open; closed with PowerLoss",
                         row.session_id, row.connector_id)

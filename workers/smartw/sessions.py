@@ -21,6 +21,7 @@ from webapp.station.models import ChargingSession
 from workers.smartw import journal
 from workers.smartw.connector import ActiveSession, ConnectorRuntime, PendingStart
 from workers.smartw.hardware import HardwareError, StationHardware
+from workers.smartw.timeline import SessionTimeline
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,11 @@ class SessionControl:
     """Owns the start/stop sequences of every connector."""
 
     def __init__(self, bus: Bus, hardware: StationHardware,
-                 blocked: Callable[[], str | None]) -> None:
+                 blocked: Callable[[], str | None], timeline: SessionTimeline) -> None:
         self.bus = bus
         self.hardware = hardware
         self.blocked = blocked  # () -> UI key of a station-wide fault (e-stop, IO lost), or None
+        self.timeline = timeline
 
     async def start(self, connector: ConnectorRuntime, id_tag: str) -> str:
         """Start now if the EV is plugged, else hold the authorised start until it is.
@@ -105,6 +107,7 @@ class SessionControl:
             standard=connector.config.standard.value, id_tag=id_tag, started_at=session.started_at,
             meter_start_wh=session.meter_start_wh,
         )
+        self.timeline.started(row)
         await journal.publish_started(self.bus, row)
         log.info("connector %s: session %s started for %s at %.0f Wh", connector.id,
                  session.session_id, id_tag, session.meter_start_wh)
@@ -166,6 +169,7 @@ class SessionControl:
             peak_power_w=session.peak_power_w, stop_reason=reason.value, stop_id_tag=id_tag or "",
         )
         row = await ChargingSession.objects.aget(session_id=session.session_id)
+        self.timeline.stopped(row)
         await journal.publish_stopped(self.bus, row)
         log.info("connector %s: session %s stopped (%s) at %.0f Wh", connector.id,
                  session.session_id, reason.value, meter_stop)

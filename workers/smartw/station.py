@@ -21,6 +21,7 @@ from workers.smartw.hardware import HardwareError, StationHardware
 from workers.smartw.requests import Requests
 from workers.smartw.sessions import SessionControl
 from workers.smartw.status import CONTROLLER_ERROR, CONTROLLER_OFFLINE, ESTOP, IO_OFFLINE, Fault
+from workers.smartw.timeline import SessionTimeline
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,8 @@ class StationLogic:
         self.bus = bus
         self.hardware = hardware
         self.connectors = {c.id: ConnectorRuntime(c) for c in config.connectors}
-        self.control = SessionControl(bus, hardware, self.blocked_reason)
+        self.timeline = SessionTimeline()
+        self.control = SessionControl(bus, hardware, self.blocked_reason, self.timeline)
         self.requests = Requests(bus, self.connectors, self.control)
         self.station_fault: Fault | None = None
         self._published: dict[int, ConnectorState] = {}
@@ -202,6 +204,7 @@ class StationLogic:
             self._published_station = station
         for connector in self.connectors.values():
             state = connector.snapshot(self.station_fault)
+            self.timeline.observe(connector, state)  # queues only: never waits for the database
             if _changed(self._published.get(connector.id), state):
                 await self.bus.set(contract.CONNECTOR, state, connector_id=connector.id)
                 await self.bus.publish(contract.CONNECTOR_CHANGES, state)
