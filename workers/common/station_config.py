@@ -124,10 +124,23 @@ class ConnectorConfig(_Model):
                                                "contactor's auxiliary contact (active = closed)")
     meter: MeterConfig
     controller: ControllerConfig
+    phases: Literal[1, 3] | None = Field(default=None, description="AC only: phases wired (default 3)")
+    max_current_a: float | None = Field(default=None, gt=0, description="AC only: current limit per "
+                                        "phase, A (default: none beyond max_power_kw)")
+
+    @model_validator(mode="after")
+    def _ac_fields_on_ac_only(self) -> ConnectorConfig:
+        if self.is_dc and (self.phases is not None or self.max_current_a is not None):
+            raise ValueError(f"phases and max_current_a are for AC connectors, not {self.standard.value}")
+        return self
 
     @property
     def is_dc(self) -> bool:
         return self.standard is not Standard.TYPE2
+
+    @property
+    def ac_phases(self) -> int:
+        return self.phases or 3
 
 
 class IoModuleConfig(DeviceRef):
@@ -274,6 +287,9 @@ class PowerModulesConfig(_Model):
     answer_timeout_s: float = Field(default=0.2, gt=0)
     resend_s: float = Field(default=1.0, gt=0, description="setpoint re-send period")
     silence_timeout_s: float = Field(default=10.0, gt=0, description="module switches off after this")
+    matrix: dict[int, tuple[str, ...]] | None = Field(default=None, description=(
+        "contactor matrix: DC connector id -> the modules (pm1..pmN) its contactors can connect; "
+        "default: every module to every DC connector"))
 
     @model_validator(mode="after")
     def _check(self) -> PowerModulesConfig:
@@ -288,16 +304,65 @@ class PowerModulesConfig(_Model):
                              f"({self.silence_timeout_s}): at most a third of it")
         if self.min_voltage_v >= self.max_voltage_v:
             raise ValueError("min_voltage_v must be below max_voltage_v")
+        self._check_matrix_names()
         return self
+
+    def _check_matrix_names(self) -> None:
+        if self.matrix is None:
+            return
+        names = set(self.module_names())
+        listed = {name for modules in self.matrix.values() for name in modules}
+        if listed - names:
+            raise ValueError(f"matrix names unknown modules {sorted(listed - names)} "
+                             f"(known: pm1..pm{len(names)})")
+        if names - listed:
+            raise ValueError(f"matrix leaves modules {sorted(names - listed)} unreachable "
+                             "from every connector")
 
     def module_addresses(self) -> tuple[int, ...]:
         return self.addresses or tuple(range(self.count or 0))
+
+    def module_names(self) -> tuple[str, ...]:
+        """pm1..pmN in address order (the names the driver and the simulator use)."""
+        return tuple(f"pm{position + 1}" for position in range(len(self.module_addresses())))
 
 
 class StationSection(_Model):
     name: str = "station"
     max_power_kw: float = Field(gt=0, description="grid connection limit, kW")
+    max_current_a: float | None = Field(default=None, gt=0, description="grid connection limit per "
+                                        "phase, A (default: none beyond max_power_kw)")
     meter: MeterConfig | None = Field(default=None, description="optional meter at the grid connection")
+
+
+DEFAULT_DC_MIN_POWER_KW = {Standard.CCS: 5.0, Standard.CHADEMO: 5.0, Standard.GBT: 5.0}
+
+
+class AllocationConfig(_Model):
+    """`[allocation]`: how the station's power is shared (workers/smartw/power_allocation.py)."""
+
+    policy: Literal["equal_share", "first_come"] = "equal_share"
+    module_dwell_s: float = Field(default=30.0, ge=0, description="a power module stays at least "
+                                  "this long on a connector before it may move (hysteresis)")
+    min_power_kw: dict[Standard, float] = Field(default_factory=lambda: dict(DEFAULT_DC_MIN_POWER_KW),
+                                                description="DC: an EV's minimum when it gives none")
+    ac_min_current_a: float = Field(default=6.0, gt=0, description="AC: the lowest current limit "
+                                    "offered (IEC 61851-1 PWM: 6 A)")
+    unused_margin_kw: float = Field(default=3.0, ge=0, description="a connector drawing less than "
+                                    "given keeps its measured power plus this; the rest goes to others")
+
+    @model_validator(mode="after")
+    def _dc_minimums_only(self) -> AllocationConfig:
+        if Standard.TYPE2 in self.min_power_kw:
+            raise ValueError("min_power_kw is for DC standards; AC's minimum is ac_min_current_a")
+        if any(value < 0 for value in self.min_power_kw.values()):
+            raise ValueError("min_power_kw values must be >= 0")
+        return self
+
+    def dc_min_power_w(self) -> dict[Standard, float]:
+        """Every DC standard's default minimum, W (a standard not listed keeps the built-in one)."""
+        merged = {**DEFAULT_DC_MIN_POWER_KW, **self.min_power_kw}
+        return {standard: kw * 1000 for standard, kw in merged.items()}
 
 
 class StationConfig(_Model):
@@ -307,6 +372,7 @@ class StationConfig(_Model):
     imd: ImdConfig | None = None
     rfid: RfidConfig
     power_modules: PowerModulesConfig | None = None
+    allocation: AllocationConfig = AllocationConfig()
     connectors: list[ConnectorConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -327,6 +393,25 @@ class StationConfig(_Model):
             if bus not in self.buses:
                 raise ValueError(f"{where}.bus names unknown bus {bus!r} (known: {sorted(self.buses)})")
         return self
+
+    @model_validator(mode="after")
+    def _check_matrix_connectors(self) -> StationConfig:
+        matrix = self.power_modules.matrix if self.power_modules is not None else None
+        dc_ids = {c.id for c in self.connectors if c.is_dc}
+        for connector_id in matrix or {}:
+            if connector_id not in dc_ids:
+                raise ValueError(f"power_modules.matrix names connector {connector_id}, which is not a "
+                                 f"DC connector (DC connectors: {sorted(dc_ids)})")
+        return self
+
+    def module_matrix(self) -> dict[int, tuple[str, ...]]:
+        """DC connector id -> the power modules its contactors can connect (the default: all)."""
+        if self.power_modules is None:
+            return {}
+        if self.power_modules.matrix is not None:
+            return dict(self.power_modules.matrix)
+        names = self.power_modules.module_names()
+        return {c.id: names for c in self.connectors if c.is_dc}
 
     def connector(self, connector_id: int) -> ConnectorConfig:
         for connector in self.connectors:

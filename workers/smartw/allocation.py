@@ -3,7 +3,9 @@
 Pure functions, so the safety invariant (the sum never exceeds the station limit, no
 connector exceeds its own limit) is checked by property-based tests. The skeleton's policy
 is equal share with redistribution: a connector that needs less than its share leaves the
-rest to the others. The full policy (modules, minimums, OCPP limits) is issue 4's.
+rest to the others. smartw's control cycle still uses it; the full engine (power modules and
+their contactor matrix, minimums, OCPP and operator limits, per-phase current, station meter
+headroom, dwell) is workers/smartw/power_allocation.py, which replaces it once wired.
 """
 
 from __future__ import annotations
