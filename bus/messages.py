@@ -71,6 +71,8 @@ class ConnectorState(Message):
     status: ConnectorStatus
     error_code: ConnectorErrorCode = ConnectorErrorCode.NO_ERROR
     info: str = Field(default="", description="short UI text key, e.g. 'estop', 'awaiting_card'")
+    vendor_error_code: str | None = Field(default=None, description="the faulted device's own error code "
+                                          "(OCPP vendorErrorCode), e.g. a charge controller's")
     plugged: bool = False
     contactor_closed: bool = False
     awaiting_card: bool = Field(default=False, description="a start was asked, a card is needed")

@@ -1,4 +1,4 @@
-"""The station controller protocol v1 (docs/controller-protocol.md) on raw words."""
+"""The station controller protocol v1/v2 (docs/controller-protocol.md) on raw words."""
 
 from __future__ import annotations
 
@@ -110,9 +110,9 @@ def test_enable_other_than_0_or_1_is_refused() -> None:
 
 def test_identity_block_carries_protocol_firmware_and_mode() -> None:
     words = encode_identity((1, 4, 2), in_bootloader=False)
-    assert words == [1, 1, 4, 2, 0]
+    assert words == [2, 1, 4, 2, 0]  # version 2: version 1 and the lease
     identity = decode_identity(words)
-    assert (identity.protocol_version, identity.firmware_version) == (1, "1.4.2")
+    assert (identity.protocol_version, identity.firmware_version) == (2, "1.4.2")
     assert not identity.in_bootloader
     assert decode_identity([1, 1, 4, 2, 1]).in_bootloader
     with pytest.raises(ValueError, match="mode 7"):

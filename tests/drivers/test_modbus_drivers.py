@@ -88,8 +88,8 @@ async def test_controller_values_outside_the_protocol_are_a_device_error(
 async def test_a_controller_of_another_protocol_version_is_a_device_error(
         hub: ModbusHub, server: DriverTestServer) -> None:
     assert server.server is not None
-    await server.server.async_setValues(CONTROLLER, 4, 100, [2])
-    with pytest.raises(DeviceError, match="protocol version 2, not 1"):
+    await server.server.async_setValues(CONTROLLER, 4, 100, [3])
+    with pytest.raises(DeviceError, match="protocol version 3, not 1 or 2"):
         await StationDcController(hub, CONTROLLER).poll()
 
 

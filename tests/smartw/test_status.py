@@ -34,7 +34,7 @@ def test_status_follows_the_facts(given: ConnectorFacts, expected: ConnectorStat
 
 @pytest.mark.parametrize("fault", [ESTOP, IO_OFFLINE])
 def test_a_fault_wins_over_everything_and_carries_its_error_code(fault) -> None:
-    status, code, info = derive_status(facts(fault=fault, plugged=True, session_active=True,
+    status, code, info, _ = derive_status(facts(fault=fault, plugged=True, session_active=True,
                                              ev_requesting=True, allocated_w=5000))
     assert status is ConnectorStatus.FAULTED
     assert code is fault.error_code and code is not ConnectorErrorCode.NO_ERROR

@@ -40,10 +40,10 @@ async def test_a_session_faulted_by_its_controller_leaves_a_timeline_from_start_
     assert kinds[0] == "started" and kinds.count("started") == 1 and kinds.count("stopped") == 1
     assert "REMOTE1" in details[0]
     assert "Charging (charging)" in details
-    assert "Faulted (controller_error)" in details
+    assert "Faulted (insulation)" in details  # the controller's insulation flag (smartw/faults.py)
     assert any(kind == "limit" for kind in kinds)
     assert any(event["kind"] == "ev" and "phase charging" in event["detail"] for event in events)
-    assert any(detail.startswith("raised: OtherError (controller_error)") for detail in details)
+    assert any(detail.startswith("raised: GroundFailure (insulation)") for detail in details)
     assert details[-1].startswith("Other, ")
     [row] = query(services, "SELECT energy_wh FROM station_chargingsession")
     assert details[-1] == f"Other, {row['energy_wh']:.0f} Wh" and row["energy_wh"] > 0

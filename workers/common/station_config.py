@@ -268,7 +268,9 @@ class PowerModulesConfig(_Model):
     Give `addresses` (module CAN addresses) or `count` (addresses 0..count-1); the modules are
     named pm1..pmN in that order. The ratings describe each module (the simulator builds its
     modules from them; the driver reads the real ones over CAN). A module switches off after
-    `silence_timeout_s` without a frame, so setpoints are re-sent every `resend_s`.
+    `silence_timeout_s` without a frame, so setpoints are re-sent every `resend_s`: that timeout
+    is the modules' lease (a dead smartw leaves them off). The simulator's modules take it from
+    here (<= 2 s for smartw's lease); a real Infypower V1.13 module's is fixed at 10 s.
     """
 
     driver: Literal["infypower"] = "infypower"
@@ -286,7 +288,8 @@ class PowerModulesConfig(_Model):
     poll_s: float = Field(default=0.25, gt=0, description="readback and status poll period")
     answer_timeout_s: float = Field(default=0.2, gt=0)
     resend_s: float = Field(default=1.0, gt=0, description="setpoint re-send period")
-    silence_timeout_s: float = Field(default=10.0, gt=0, description="module switches off after this")
+    silence_timeout_s: float = Field(default=10.0, gt=0, description=(
+        "module switches off after this long without a frame (simulated modules; real Infypower: 10 s)"))
     matrix: dict[int, tuple[str, ...]] | None = Field(default=None, description=(
         "contactor matrix: DC connector id -> the modules (pm1..pmN) its contactors can connect; "
         "default: every module to every DC connector"))

@@ -1,10 +1,13 @@
 """Infypower DC power modules on one CAN bus: setpoints, on/off, readback and status for N modules.
 
 A module switches its output off when it hears nothing from the controller for 10 s
-(reference/hardware.md §3.2), so the driver re-sends every module's on/off state and V/I
-setpoint every `resend_s` (well under that), and a dead controller leaves the modules off
-(safety invariant 4). Setpoints are cached: a module that comes back after an outage gets its
-setpoint again at once (reference/hardware.md §3.5).
+(reference/hardware.md §3.2; station.toml `silence_timeout_s`, the simulated modules' lease),
+so the driver re-sends every module's on/off state and V/I setpoint every `resend_s` (at most
+a third of that, checked by the configuration), and a dead controller leaves the modules off
+(safety invariant 4). The public V1.13 protocol has no command to shorten a real module's
+10 s; within it, the charge controllers' own leases have already stopped the EV's current.
+Setpoints are cached: a module that comes back after an outage gets its setpoint again at
+once (reference/hardware.md §3.5).
 
 Each module is polled every `poll_s` for its output (0x03) and status (0x04); its capabilities
 (0x0A) are read once after it (re)appears. A poll that fails (no answer in `answer_timeout_s`,

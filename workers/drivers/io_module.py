@@ -11,10 +11,19 @@ time counts from the coil's last change, whether the driver switched it or the m
 watchdog dropped it (seen in the read-back), so a watchdog trip is not mistaken for a weld. The
 e-stop is wired into the coil circuit (as in the simulator and usual cabinets): while it is
 pressed a coil counts as off, so a contactor that opened on e-stop is not "not closing".
+
+Host watchdog (the IO module's lease, safety invariant 4): with `watchdog_s`, the first poll
+programs the module to drop its outputs when the station has not talked to it that long, so a
+dead smartw or a lost bus opens every contactor. ICP DAS map (reference/hardware.md §2.2): each
+output's safe value 00129.. = off, timeout 40489 in 0.1 s, then enable 00261; programmed again
+after a failed poll (the module may have restarted). Owen MU110: its network timeout and
+safe output state are set with Owen's configurator; no public register map confirms them, so
+the driver does not program them and says so once.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,9 +32,18 @@ from types import MappingProxyType
 
 from workers.common.io_config import InputSignal, IoPoint
 from workers.common.station_config import IoModuleConfig, StationConfig
+from workers.drivers.errors import DeviceError
 from workers.drivers.io_layout import WireBit, layout_for, plan_reads, read_image
 from workers.drivers.modbus_hub import ModbusHub
 from workers.drivers.registers import FunctionCode
+
+log = logging.getLogger(__name__)
+
+# ICP DAS tM/M-7000 host watchdog, 0-based protocol addresses (manual 00129.., 00261, 40489)
+SAFE_VALUE_COIL_BASE = 128  # + output channel: the value the output takes on a watchdog trip
+WATCHDOG_ENABLE_COIL = 260
+WATCHDOG_TIMEOUT_REGISTER = 40488
+WATCHDOG_UNIT_S = 0.1
 
 
 class ContactorFault(StrEnum):
@@ -73,6 +91,7 @@ class IoModule:
         self._estop_pressed = False  # as last polled
         self._coil_changed_at = dict.fromkeys(self.contactors, clock())
         self._reads = plan_reads(self._wire_bits())
+        self._watchdog_pending = config.watchdog_s is not None
 
     @classmethod
     def from_config(cls, config: StationConfig, hubs: Mapping[str, ModbusHub]) -> IoModule:
@@ -101,8 +120,15 @@ class IoModule:
         return await self.hub.read_bits(self.config.device_id, FunctionCode.READ_COILS, address, count)
 
     async def poll(self) -> IoSnapshot:
-        """Every input and the outputs' read-back, in `requests_per_poll` requests."""
-        image = await read_image(self.hub, self._reads)
+        """Every input and the outputs' read-back, in `requests_per_poll` requests (the first
+        poll, and the first after a failure, program the host watchdog first)."""
+        try:
+            if self._watchdog_pending:
+                await self.program_watchdog()
+            image = await read_image(self.hub, self._reads)
+        except DeviceError:
+            self._watchdog_pending = self.config.watchdog_s is not None and self.config.layout == "bits"
+            raise
         now = self._clock()
         signals = {signal: point.active(image.level(self.layout.input_bit(point.address)))
                    for signal, point in self.config.inputs.wired()}
@@ -129,6 +155,23 @@ class IoModule:
             contactor_faults=MappingProxyType(faults),
             outputs_as_commanded=read_back == self._outputs,
         )
+
+    async def program_watchdog(self) -> None:
+        """Safe values off, then the timeout, then enable (so it never runs with an old timeout)."""
+        watchdog_s = self.config.watchdog_s
+        if watchdog_s is None:
+            return
+        if self.config.layout == "owen":
+            log.warning("IO module: Owen modules' network timeout is set with Owen's configurator, "
+                        "not over Modbus; set it to %s s on the module", watchdog_s)
+        else:
+            device = self.config.device_id
+            for address in sorted(self._outputs):
+                await self.hub.write_coil(device, SAFE_VALUE_COIL_BASE + address, False)
+            timeout = max(1, round(watchdog_s / WATCHDOG_UNIT_S))
+            await self.hub.write_registers(device, WATCHDOG_TIMEOUT_REGISTER, [timeout])
+            await self.hub.write_coil(device, WATCHDOG_ENABLE_COIL, True)
+        self._watchdog_pending = False
 
     @property
     def requests_per_poll(self) -> int:

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 GROUP = "ocpp16"
 RETRY_S = 10.0  # a StatusNotification the CSMS refused is tried again after this
 MAX_PENDING = 500  # transitions kept while they cannot be sent
-MAX_INFO_CHARS = 50  # StatusNotification.info limit
+MAX_INFO_CHARS = 50  # StatusNotification.info and vendorErrorCode limit
 CONNECTOR_0_STATUSES = {ConnectorStatus.AVAILABLE, ConnectorStatus.UNAVAILABLE, ConnectorStatus.FAULTED}
 UNKNOWN_AT = datetime.min.replace(tzinfo=UTC)
 
@@ -42,6 +42,7 @@ class Reported:
     error_code: str
     info: str | None
     at: datetime
+    vendor_error_code: str | None = None  # the device's own code (e.g. a controller's)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -52,7 +53,9 @@ UNKNOWN = Reported(ChargePointStatus.unavailable, ChargePointErrorCode.no_error,
 
 
 def from_connector(state: ConnectorState) -> Reported:
-    return Reported(str(state.status), str(state.error_code), state.info[:MAX_INFO_CHARS] or None, state.at)
+    vendor_code = state.vendor_error_code[:MAX_INFO_CHARS] if state.vendor_error_code else None
+    return Reported(str(state.status), str(state.error_code), state.info[:MAX_INFO_CHARS] or None, state.at,
+                    vendor_code)
 
 
 def from_station(state: StationState) -> Reported:
@@ -144,7 +147,7 @@ class StatusReporter:
                 await connection.call(call.StatusNotification(
                     connector_id=connector_id, error_code=reported.error_code, status=reported.status,
                     timestamp=ocpp_time(reported.at) if reported.at > UNKNOWN_AT else None,
-                    info=reported.info))
+                    info=reported.info, vendor_error_code=reported.vendor_error_code))
             except CsmsCallError as error:
                 if error.failure is CallFailure.OFFLINE:
                     raise

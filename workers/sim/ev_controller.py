@@ -6,11 +6,16 @@ EV-side pause/resume, and (as a `SimulatedDevice` named `controller<N>`) faults 
 offline. EV faults (diode_fail on Type 2; insulation and welding on DC; overtemp, comm_loss)
 act where the standard would notice them; `internal` is the controller's own failure.
 Clearing faults restarts the session from plug-in, as a controller reset would.
+A station-protocol controller holds the station's lease (ev_controller_lease.py): when the
+station stops writing, `enable` and the power limit drop to zero and the session stops.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from bus.enums import Standard
 from workers.common.station_config import ConnectorConfig
@@ -24,9 +29,12 @@ from workers.drivers.controllers.interface import (
 )
 from workers.drivers.controllers.registry import controller_model
 from workers.sim.ev import SimulatedEv
+from workers.sim.ev_controller_lease import OutputLease
 from workers.sim.ev_controller_wire import RegisterMap, register_map
 from workers.sim.ev_sessions import SIM_TIME_SCALE, EvFault, EvSession, Offer, SessionView, new_session
 from workers.sim.faults import FaultState, UnknownFault
+
+log = logging.getLogger(__name__)
 
 INTERNAL = "internal"  # the controller's own fault kind
 SAFE_VOLTAGE_V = 60.0  # above this the output counts as energised (CABLECHECK_SAFE_VOLTAGE)
@@ -49,7 +57,8 @@ class StationCommand:
 
 
 class SimulatedController:
-    def __init__(self, connector: ConnectorConfig, *, time_scale: float = SIM_TIME_SCALE) -> None:
+    def __init__(self, connector: ConnectorConfig, *, time_scale: float = SIM_TIME_SCALE,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         controller_model(connector)  # refuses a model unfit for the connector's standard
         self.connector = connector
         self.name = f"controller{connector.id}"
@@ -60,6 +69,7 @@ class SimulatedController:
         self.time_scale = time_scale
         self.session: EvSession | None = None
         self.command = StationCommand()
+        self.lease = OutputLease(clock)
         self.in_bootloader = False
         self.firmware = FIRMWARE
         self.wire: RegisterMap = register_map(self)
@@ -138,6 +148,7 @@ class SimulatedController:
             return False
         self.in_bootloader = True
         self.command = StationCommand()  # volatile settings are lost with the application
+        self.lease = OutputLease(self.lease.clock)
         return True
 
     def leave_bootloader(self) -> None:
@@ -162,6 +173,7 @@ class SimulatedController:
     def step(self, *, live: bool, dt_s: float) -> float:
         """Move the session on; `live` = the contactor is closed (and e-stop released).
         Returns the power delivered, W."""
+        self._expire_lease()
         if self.session is None:
             return 0.0
         halted = self.in_bootloader or self._session_faults.has(INTERNAL) or not self.command.available
@@ -170,6 +182,16 @@ class SimulatedController:
         faults = frozenset(EvFault(kind) for kind in self._session_faults.faults if kind != INTERNAL)
         self.session.step(offer, faults, dt_s)
         return self.session.view().power_w
+
+    def _expire_lease(self) -> None:
+        """No command within the lease: the offer falls to zero (the session stops as on a
+        station's stop) and stays there until the station writes `enable` again."""
+        if not self.lease.runs_out():
+            return
+        log.warning("%s: no command from the station within its %s s lease; output to zero",
+                    self.name, self.lease.duration_s)
+        self.command.enabled = False
+        self.command.limits = replace(self.command.limits, power_w=0.0)
 
     def view(self) -> SessionView | None:
         return self.session.view() if self.session else None
@@ -192,12 +214,13 @@ class SimulatedController:
         view, own = self.view(), self.controller_errors()  # vendor code: the simulator uses the flag word
         if view is None:
             state, phase = (EvState.F, SessionPhase.FAULT) if own else (EvState.A, SessionPhase.IDLE)
-            return ControllerSnapshot(state, None, None, 0.0, int(own), phase=phase, errors=own)
+            return ControllerSnapshot(state, None, None, 0.0, int(own), phase=phase, errors=own,
+                                      lease=self.lease.state())
         errors = view.errors | own
         faulted = bool(errors)
         return ControllerSnapshot(
             ev_state=EvState.F if faulted else view.ev_state, soc=view.soc, target_soc=view.target_soc,
             ev_max_power_w=0.0 if faulted else view.ev_max_power_w, error_code=int(errors),
             phase=SessionPhase.FAULT if faulted else view.phase, standard=view.standard,
-            demand=view.demand, present=view.present, errors=errors,
+            demand=view.demand, present=view.present, errors=errors, lease=self.lease.state(),
         )

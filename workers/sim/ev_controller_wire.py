@@ -66,7 +66,7 @@ def _words(blocks: dict[int, list[int]], address: int, count: int) -> list[int] 
 
 
 class StationDcMap:
-    """docs/controller-protocol.md version 1."""
+    """docs/controller-protocol.md version 2 (version 1 and the lease)."""
 
     def __init__(self, controller: SimulatedController) -> None:
         self.controller = controller
@@ -79,7 +79,7 @@ class StationDcMap:
             identity = own.encode_identity(controller.firmware, in_bootloader=controller.in_bootloader)
             return _words({0: own.encode_inputs(controller.snapshot()), own.IDENTITY_START: identity},
                           address, count)
-        if controller.in_bootloader and address < own.OUTPUT_COUNT:
+        if controller.in_bootloader and address < own.COMMAND_COUNT:
             return ExcCodes.DEVICE_BUSY
         bootloader = own.BOOTLOADER_MAGIC if controller.in_bootloader else own.BOOTLOADER_LEAVE
         return _words({0: self._output_words(), own.HoldingRegister.BOOTLOADER: [bootloader]}, address, count)
@@ -87,17 +87,20 @@ class StationDcMap:
     def write(self, address: int, values: list[int]) -> ExcCodes | None:
         if address == own.HoldingRegister.BOOTLOADER and len(values) == 1:
             return self._bootloader(values[0])
-        if address + len(values) > own.OUTPUT_COUNT:
+        if address + len(values) > own.COMMAND_COUNT:
             return ExcCodes.ILLEGAL_ADDRESS
-        if self.controller.in_bootloader:
+        controller = self.controller
+        if controller.in_bootloader:
             return ExcCodes.DEVICE_BUSY
         words = self._output_words()
         words[address:address + len(values)] = values
         try:
-            enabled, limits = own.decode_output(words)
+            enabled, limits = own.decode_output(words[:own.OUTPUT_COUNT])
+            lease_s = own.decode_lease(words[own.HoldingRegister.LEASE_DS])
         except ValueError:
             return ExcCodes.ILLEGAL_VALUE
-        self.controller.command.enabled, self.controller.command.limits = enabled, limits
+        controller.command.enabled, controller.command.limits = enabled, limits
+        controller.lease.renew(lease_s, enable_written=address == own.HoldingRegister.ENABLE)
         return None
 
     def bits(self, table: Table, address: int) -> dict[int, bool] | ExcCodes:
@@ -107,8 +110,9 @@ class StationDcMap:
         return ExcCodes.ILLEGAL_FUNCTION
 
     def _output_words(self) -> list[int]:
-        command = self.controller.command
-        return [1 if command.enabled else 0, *own.encode_limits(command.limits)]
+        """Holding 0..4: enable, the three limits, the lease."""
+        command, lease_s = self.controller.command, self.controller.lease.duration_s
+        return [1 if command.enabled else 0, *own.encode_limits(command.limits), own.encode_lease(lease_s)]
 
     def _bootloader(self, value: int) -> ExcCodes | None:
         controller = self.controller

@@ -10,8 +10,11 @@ address rules (workers/drivers/io_layout.py), so both always agree on where a ch
   20-100 ms). The e-stop is wired into the coil circuit: pressing it drops every coil.
   Faults: `weldN` (connector N's contact stays closed once it has closed), `contactor_stuck_open`
   (no contact closes), `fan` (the fan alarm input, if wired).
-- Host watchdog: with `watchdog_s`, the outputs drop to off when the host has not talked to
-  the outputs' module for that long (ICP DAS 00129/40489); the host's next write sets them.
+- Host watchdog: the outputs drop to their safe values when the host has not talked to the
+  outputs' module for the watchdog time; the host's next write sets them. "bits" modules
+  serve the ICP DAS registers (safe values 00129.., enable 00261, timeout 40489 in 0.1 s),
+  so the station's driver programs it; they start as commissioned with `watchdog_s`. "owen"
+  modules take `watchdog_s` as set with Owen's configurator (safe value: off).
 - Offline: every request is answered with 0x0B, as a gateway does for a silent RS485 device.
 The world is kept here and written to the tables; pymodbus calls the device action for the
 simulator's own accesses too, so those run with `_internal` set (they never suspend, so no
@@ -32,6 +35,12 @@ from pymodbus.simulator import SimDevice
 from workers.common.io_config import InputSignal, IoPoint
 from workers.common.station_config import StationConfig
 from workers.drivers.io_layout import WireBit, layout_for
+from workers.drivers.io_module import (
+    SAFE_VALUE_COIL_BASE,
+    WATCHDOG_ENABLE_COIL,
+    WATCHDOG_TIMEOUT_REGISTER,
+    WATCHDOG_UNIT_S,
+)
 from workers.drivers.registers import FunctionCode
 from workers.sim import devices
 from workers.sim.devices import DeviceAction
@@ -136,6 +145,13 @@ class SimIoModule(HasFaults):
         self._server = server
         self._last_host_access = asyncio.get_running_loop().time()
         await self._write_inputs()
+        if self._programmable_watchdog():
+            watchdog_s = self.config.watchdog_s
+            timeout = 0 if watchdog_s is None else round(watchdog_s / WATCHDOG_UNIT_S)
+            await self._set(self.config.device_id, FunctionCode.READ_HOLDING_REGISTERS,
+                            WATCHDOG_TIMEOUT_REGISTER, [timeout])
+            await self._set(self.config.device_id, FunctionCode.READ_COILS, WATCHDOG_ENABLE_COIL,
+                            [watchdog_s is not None])
 
     def detach(self) -> None:
         self._server = None
@@ -145,14 +161,34 @@ class SimIoModule(HasFaults):
     async def tick(self) -> None:
         """The physics step: the host watchdog, then contacts and inputs from the world."""
         now = asyncio.get_running_loop().time()
-        watchdog = self.config.watchdog_s
+        watchdog = await self._watchdog_s()
         if watchdog is not None and not self._watchdog_tripped and now - self._last_host_access > watchdog:
             self._watchdog_tripped = True
-            log.warning("IO module: no request from the host for %.1f s, outputs dropped to off", watchdog)
+            log.warning("IO module: no request from the host for %.1f s, outputs dropped to their "
+                        "safe values", watchdog)
             for address in self._output_addresses():
-                await self._write_output(address, False)
+                await self._write_output(address, await self._safe_value(address))
             self._schedule_settle()
         await self._settle()
+
+    def _programmable_watchdog(self) -> bool:
+        return self.config.layout == "bits"
+
+    async def _watchdog_s(self) -> float | None:
+        """The watchdog in force: as programmed on a "bits" module, as configured on Owen's."""
+        if self._server is None or not self._programmable_watchdog():
+            return self.config.watchdog_s
+        device = self.config.device_id
+        enabled = (await self._get(device, FunctionCode.READ_COILS, WATCHDOG_ENABLE_COIL))[0]
+        timeout = int((await self._get(device, FunctionCode.READ_HOLDING_REGISTERS,
+                                       WATCHDOG_TIMEOUT_REGISTER))[0])
+        return timeout * WATCHDOG_UNIT_S if enabled and timeout > 0 else None
+
+    async def _safe_value(self, address: int) -> bool:
+        if not self._programmable_watchdog():
+            return False
+        return bool((await self._get(self.config.device_id, FunctionCode.READ_COILS,
+                                     SAFE_VALUE_COIL_BASE + address))[0])
 
     def _output_addresses(self) -> list[int]:
         return [*self.coils.values(), *self.config.fans]
@@ -183,6 +219,11 @@ class SimIoModule(HasFaults):
         for address in self._output_addresses():
             wire = self.layout.output_bit(address)
             tables[wire.device_id][wire.table].add(wire.address)
+        if self._programmable_watchdog():
+            outputs = tables[self.config.device_id]
+            outputs[FunctionCode.READ_COILS] |= {WATCHDOG_ENABLE_COIL, *(
+                SAFE_VALUE_COIL_BASE + address for address in self._output_addresses())}
+            outputs[FunctionCode.READ_HOLDING_REGISTERS].add(WATCHDOG_TIMEOUT_REGISTER)
         for point, _ in self._input_points():
             for wire in self._input_wire(point.address):
                 tables[wire.device_id][wire.table].add(wire.address)

@@ -4,7 +4,8 @@ Each module answers the Infypower V1.13 frames (workers/drivers/infypower_frames
 to it and behaves as reference/hardware.md §3.2/§3.5 describe: its output ramps toward the
 setpoint (hundreds of V/s, tens of A/s), clamped to its rated voltage range, current and power;
 it switches itself off when it has heard nothing from the controller for `silence_timeout_s`
-and raises COMM_INTERRUPT until the controller is heard again; status bits show faults.
+(station.toml, the modules' lease: 2 s in simulation, a real module's 10 s by default) and
+raises COMM_INTERRUPT until the controller is heard again; status bits show faults.
 An unknown command is answered with error code COMMAND_INVALID, a bad payload with
 DATA_INVALID; set commands are acknowledged by echoing their payload (a modelling choice).
 

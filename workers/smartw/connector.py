@@ -1,4 +1,8 @@
-"""One connector's runtime: what smartw remembers between cycles, and its published snapshot."""
+"""One connector's runtime: what smartw remembers between cycles, and its published snapshot.
+
+A connector's own faults are kept apart by source (controller, contactor, insulation monitor),
+because each clears on its own condition; `fault` is the one that shows, the most severe first.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +46,9 @@ class ConnectorRuntime:
     config: ConnectorConfig
     controller: ControllerSnapshot | None = None
     controller_fault: Fault | None = None
+    contactor_fault: Fault | None = None  # welded (until the feedback opens) or not closing (until unplug)
+    insulation_fault: Fault | None = None  # the insulation monitor's alarm (DC connectors only)
+    interlock: str | None = None  # UI key of a fault elsewhere that forbids new sessions here
     meter: MeterReading | None = None
     session: ActiveSession | None = None
     pending: PendingStart | None = None
@@ -62,6 +69,11 @@ class ConnectorRuntime:
     def ev_requesting(self) -> bool:
         return self.controller is not None and self.controller.ev_state is EvState.C
 
+    @property
+    def fault(self) -> Fault | None:
+        """The connector's own fault (station faults are the station's), most severe first."""
+        return self.contactor_fault or self.insulation_fault or self.controller_fault
+
     def fresh_meter(self) -> MeterReading | None:
         if self.meter is None or (utcnow() - self.meter.at).total_seconds() > METER_FRESH_S:
             return None
@@ -69,22 +81,23 @@ class ConnectorRuntime:
 
     def facts(self, station_fault: Fault | None) -> ConnectorFacts:
         return ConnectorFacts(
-            fault=station_fault or self.controller_fault,
+            fault=station_fault or self.fault,
             plugged=self.plugged,
             session_active=self.session is not None,
             ev_requesting=self.ev_requesting,
             allocated_w=self.allocated_w,
             start_pending=self.pending is not None,
             finishing=self.finishing,
+            interlock=self.interlock,
         )
 
     def snapshot(self, station_fault: Fault | None) -> ConnectorState:
-        status, error_code, info = derive_status(self.facts(station_fault))
+        status, error_code, info, vendor_error_code = derive_status(self.facts(station_fault))
         meter, session, ctl = self.meter, self.session, self.controller
         meter_wh = meter.energy_wh if meter else 0.0
         return ConnectorState(
             connector_id=self.id, standard=self.config.standard, status=status,
-            error_code=error_code, info=info, plugged=self.plugged,
+            error_code=error_code, info=info, vendor_error_code=vendor_error_code, plugged=self.plugged,
             contactor_closed=session is not None,
             awaiting_card=self.pending is not None and self.pending.id_tag is None,
             power_w=meter.power_w if meter and session else 0.0,

@@ -25,11 +25,6 @@ class StationHardware(Protocol):
         one poll. Raises HardwareError if the IO module is lost."""
         ...
 
-    async def read_estop(self) -> bool:
-        """True while the emergency stop is pressed (from `read_io`). Raises HardwareError if
-        the IO module is lost."""
-        ...
-
     async def poll_imd(self) -> ImdSnapshot | None:
         """The insulation monitor's reading; None on a station without `[imd]`."""
         ...

@@ -32,9 +32,6 @@ class ModbusStationHardware:
         except DeviceError as error:
             raise HardwareError(str(error)) from error
 
-    async def read_estop(self) -> bool:
-        return (await self.read_io()).estop_pressed
-
     async def poll_imd(self) -> ImdSnapshot | None:
         if self.imd is None:
             return None

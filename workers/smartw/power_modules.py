@@ -5,9 +5,14 @@ allocation of modules to connectors exists, smartw keeps them in the safe state 
 starts in (off, 0 V, 0 A), re-sent so a module that power-cycles stays off, and publishes what
 each module measures (contract.POWER_MODULE, with a TTL so a silent module's last value
 expires) and its availability (contract.DEVICE, by the driver).
+
+On a station fault the guard switches every module off through `ModuleSwitch` alone: the
+driver's own CAN calls, no Redis in the way (safety invariant 2).
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from bus import Bus, contract
 from bus.messages import PowerModuleReading
@@ -16,6 +21,14 @@ from workers.common.station_config import PowerModulesConfig
 from workers.drivers.infypower import InfypowerModules, ModuleReading
 
 STALE_AFTER_POLLS = 3
+
+
+class ModuleSwitch(Protocol):
+    """What the safety guard needs of the power modules (InfypowerModules has it)."""
+
+    async def switch_all_off(self) -> None:
+        """Every module off and to 0 V / 0 A (best effort: unreachable modules are logged)."""
+        ...
 
 
 def reading_message(reading: ModuleReading) -> PowerModuleReading:

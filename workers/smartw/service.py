@@ -41,8 +41,8 @@ class SmartwService(Service):
     async def run(self) -> None:
         config = load_from_settings()
         hardware = ModbusStationHardware(config)
-        logic = StationLogic(config, self.bus, hardware)
         modules = power_modules(self.bus, config.power_modules) if config.power_modules else None
+        logic = StationLogic(config, self.bus, hardware, power_modules=modules)
         try:
             await hardware.open_all(emergency=False)
             await self._close_orphan_sessions(logic)

@@ -1,26 +1,40 @@
 """One control cycle of the whole station: read devices, enforce safety, share power, publish.
 
-The cycle runs every IO poll period, so e-stop or a lost IO module opens every contactor
-within one period (safety invariant 2).
+The guard runs every IO poll period and touches only the hardware, so e-stop, an open door,
+an insulation alarm, a tripped surge arrester or breaker, or a lost IO module opens every
+contactor and switches every power module off within one period (safety invariant 2). The
+cycle then ends the sessions and reacts to connector faults (faults.py has the table).
+
+A welded contactor is a station-wide interlock: its connector's plug may carry the DC bus's
+voltage, and contactor matrices share that bus, so no session starts anywhere until its
+feedback reads open again; sessions already running elsewhere end normally. The interlock is
+enforced where the contactor closes (`ContactorInterlock`), so no start can slip between the
+guard's check and its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from bus import Bus, contract
 from bus.enums import ConnectorStatus, StopReason
 from bus.messages import ConnectorState, StationState
 from workers.common.device_status import DeviceStatusPublisher
 from workers.common.station_config import StationConfig
-from workers.drivers.controller import EvState
+from workers.drivers.controller import ControllerSnapshot
+from workers.drivers.imd import ImdSnapshot
+from workers.drivers.io_module import IoSnapshot
+from workers.smartw import faults
 from workers.smartw.allocation import PowerRequest, allocate
 from workers.smartw.connector import ConnectorRuntime
 from workers.smartw.hardware import HardwareError, StationHardware
+from workers.smartw.power_modules import ModuleSwitch
 from workers.smartw.requests import Requests
-from workers.smartw.sessions import SessionControl
-from workers.smartw.status import CONTROLLER_ERROR, CONTROLLER_OFFLINE, ESTOP, IO_OFFLINE, Fault
+from workers.smartw.sessions import SessionControl, StartRefused
+from workers.smartw.status import CONTROLLER_OFFLINE, ESTOP, IO_OFFLINE, Fault
 from workers.smartw.timeline import SessionTimeline
 
 log = logging.getLogger(__name__)
@@ -29,16 +43,25 @@ IO_DEVICE = "io"
 IMD_DEVICE = "imd"
 
 
+OUTPUTS_DROPPED_POLLS = 2  # a read-back that differs this many polls in a row is not a write in flight
+
+
 class StationLogic:
-    def __init__(self, config: StationConfig, bus: Bus, hardware: StationHardware) -> None:
+    def __init__(self, config: StationConfig, bus: Bus, hardware: StationHardware,
+                 power_modules: ModuleSwitch | None = None) -> None:
         self.config = config
         self.bus = bus
         self.hardware = hardware
+        self.power_modules = power_modules
         self.connectors = {c.id: ConnectorRuntime(c) for c in config.connectors}
         self.timeline = SessionTimeline()
-        self.control = SessionControl(bus, hardware, self.blocked_reason, self.timeline)
+        self.control = SessionControl(bus, ContactorInterlock(hardware, self.refusal), self.blocked_reason,
+                                      self.timeline)
         self.requests = Requests(bus, self.connectors, self.control)
         self.station_fault: Fault | None = None
+        self.io: IoSnapshot | None = None  # the guard's last good poll
+        self.imd_fault: Fault | None = None
+        self._outputs_differ_polls = 0
         self._published: dict[int, ConnectorState] = {}
         self._published_station: StationState | None = None
         self._controller_due: dict[int, float] = {}
@@ -46,20 +69,47 @@ class StationLogic:
         self.devices = DeviceStatusPublisher(bus)
 
     def blocked_reason(self) -> str | None:
-        return self.station_fault.info if self.station_fault else None
+        """Why no session may start anywhere now (UI key): a station fault or a welded contactor."""
+        if self.station_fault is not None:
+            return self.station_fault.info
+        welded = any(c.contactor_fault is faults.CONTACTOR_WELDED for c in self.connectors.values())
+        return faults.CONTACTOR_WELDED.info if welded else None
+
+    def refusal(self, connector_id: int) -> str | None:
+        """Why this connector's contactor may not close now (UI key), or None."""
+        own = self.connectors[connector_id].fault
+        return self.blocked_reason() or (own.info if own else None)
 
     async def guard(self) -> None:
         """The safety check, run in its own loop that touches only the hardware: neither a
-        slow Redis nor a slow controller can delay opening the contactors on e-stop or a
-        lost IO module (safety invariant 2)."""
+        slow Redis nor a slow controller can delay the safe state (safety invariant 2). A
+        fault makes everything safe when first seen, and again whenever a coil reads closed
+        while it stands."""
         previous_fault = self.station_fault
         await self._read_safety_inputs()
-        if self.station_fault is not None:
-            if self.station_fault is not previous_fault or self.station_fault is ESTOP:
-                await self.hardware.open_all(emergency=True)
+        fault = self.station_fault
+        if fault is not None:
+            if fault != previous_fault or self._coil_closed():
+                await self._make_safe()
         elif previous_fault is IO_OFFLINE:
             # Commands sent while the module was lost never arrived: say "open" again.
             await self.hardware.open_all(emergency=False)
+
+    def _coil_closed(self) -> bool:
+        return self.io is not None and any(self.io.contactors_closed.values())
+
+    async def _make_safe(self) -> None:
+        """Contactors open and controllers off (IO and RS485) while the modules switch off (CAN):
+        different buses, so a lost IO module's timeouts do not delay the modules."""
+        await asyncio.gather(self.hardware.open_all(emergency=True), self._power_modules_off())
+
+    async def _power_modules_off(self) -> None:
+        if self.power_modules is None:
+            return
+        try:
+            await self.power_modules.switch_all_off()
+        except Exception:  # the contactors are open already; a CAN failure must not stop the guard
+            log.exception("power modules: switching off failed")
 
     async def cycle(self) -> None:
         """Sessions, power sharing and publishing; the guard has opened everything already
@@ -68,28 +118,39 @@ class StationLogic:
             self._end_sessions_for_fault()
         for connector in self.connectors.values():
             await self._read_connector(connector)
+        await self._poll_imd()
+        self._note_connector_faults()
         if self.station_fault is None:
             await self._follow_evs()
             await self._share_power()
-        await self._poll_imd()
         await self.devices.flush()
         await self._publish()
 
     async def _read_safety_inputs(self) -> None:
         io_bus = self.config.io_module.bus
         try:
-            estop = await self.hardware.read_estop()
-            fault = ESTOP if estop else None
+            self.io = await self.hardware.read_io()
+            dropped = self._outputs_dropped(self.io)  # counted on every poll, whatever else stands
+            fault = faults.station_fault(self.io) or dropped
             self.devices.note(IO_DEVICE, bus_name=io_bus)
         except HardwareError as error:
             if self.station_fault is not IO_OFFLINE:
                 log.error("IO module lost: %s", error)
-            fault = IO_OFFLINE
+            self.io, fault = None, IO_OFFLINE
             self.devices.note(IO_DEVICE, error=str(error), bus_name=io_bus)
-        if fault is not self.station_fault:
+        if fault != self.station_fault:
             log.log(logging.WARNING if fault else logging.INFO, "station fault: %s",
                     fault.info if fault else "cleared")
         self.station_fault = fault
+
+    def _outputs_dropped(self, io: IoSnapshot) -> Fault | None:
+        """The module dropped or changed its outputs (host watchdog, reset): the contactors are
+        not as the sessions believe, so everything is made safe and the sessions end. One poll
+        that differs may be a write still in flight, so it takes two in a row."""
+        self._outputs_differ_polls = 0 if io.outputs_as_commanded else self._outputs_differ_polls + 1
+        if self._outputs_differ_polls == OUTPUTS_DROPPED_POLLS:
+            log.error("IO module outputs differ from what was commanded; commanding every contactor open")
+        return faults.IO_OUTPUTS_DROPPED if self._outputs_differ_polls >= OUTPUTS_DROPPED_POLLS else None
 
     async def _read_connector(self, connector: ConnectorRuntime) -> None:
         connector.meter = await self.bus.get(contract.METER, meter=f"connector{connector.id}") \
@@ -113,14 +174,23 @@ class StationLogic:
                                      fault=str(view.error_code) if view.error_code else None)
         was_plugged = connector.plugged
         connector.controller = view
-        connector.controller_fault = CONTROLLER_ERROR if view.ev_state is EvState.F else None
+        self._note_controller_fault(connector, view)
         if not was_plugged and connector.plugged:
             connector.finishing = False
             self.requests.spawn(self.requests.ev_plugged(connector))  # a start must not hold the cycle
 
+    @staticmethod
+    def _note_controller_fault(connector: ConnectorRuntime, view: ControllerSnapshot) -> None:
+        fault = faults.controller_fault(view)
+        if fault != connector.controller_fault and fault is not None:
+            log.error("connector %s: controller reports %s (%s, vendor code %s)", connector.id,
+                      fault.info, fault.error_code, fault.vendor_code)
+        connector.controller_fault = fault
+
     async def _poll_imd(self) -> None:
-        """The insulation monitor's availability and alarm on the bus, every `[imd].poll_s`
-        (smartw's reaction to an insulation fault belongs to the connector logic)."""
+        """The insulation monitor's availability and alarm, every `[imd].poll_s`. Its alarm
+        faults the DC connectors; while it does not answer the last reading stands (a fault
+        clears only on a good reading)."""
         imd = self.config.imd
         now = time.monotonic()
         if imd is None or now < self._imd_due:
@@ -132,9 +202,45 @@ class StationLogic:
             await self.devices.failed(IMD_DEVICE, str(error), bus_name=imd.bus)
             return
         if snapshot is not None:
-            fault = "insulation" if snapshot.insulation_fault else (
-                "device_error" if snapshot.device_error else None)
-            await self.devices.succeeded(IMD_DEVICE, bus_name=imd.bus, fault=fault)
+            await self._note_imd(snapshot, imd.bus)
+
+    async def _note_imd(self, snapshot: ImdSnapshot, bus_name: str) -> None:
+        fault = "insulation" if snapshot.insulation_fault else (
+            "device_error" if snapshot.device_error else None)
+        await self.devices.succeeded(IMD_DEVICE, bus_name=bus_name, fault=fault)
+        imd_fault = faults.INSULATION if snapshot.insulation_fault else None
+        if imd_fault != self.imd_fault:
+            log.log(logging.ERROR if imd_fault else logging.INFO, "insulation monitor: %s (%s Ohm)",
+                    "insulation fault" if imd_fault else "insulation good again", snapshot.resistance_ohm)
+        self.imd_fault = imd_fault
+
+    def _note_connector_faults(self) -> None:
+        """Contactor feedback (from the guard's last poll) and the insulation monitor, per
+        connector; then the welded-contactor interlock for every connector."""
+        for connector in self.connectors.values():
+            connector.insulation_fault = self.imd_fault if connector.config.is_dc else None
+            if self.io is not None:  # IO lost: what was known stands
+                self._note_contactor(connector, self.io)
+        interlock = faults.CONTACTOR_WELDED.info if any(
+            c.contactor_fault is faults.CONTACTOR_WELDED for c in self.connectors.values()) else None
+        for connector in self.connectors.values():
+            connector.interlock = interlock if connector.contactor_fault is None else None
+
+    @staticmethod
+    def _note_contactor(connector: ConnectorRuntime, io: IoSnapshot) -> None:
+        """Welded: until the feedback reads open again. Not closing: until the EV leaves (the
+        coil is off by then, so the feedback no longer tells)."""
+        seen = io.contactor_faults.get(connector.id)
+        fault = faults.CONTACTOR_FAULTS[seen] if seen is not None else None
+        previous = connector.contactor_fault
+        if fault is None and previous is faults.CONTACTOR_WELDED:
+            fault = None if io.contactor_feedback.get(connector.id) is False else previous
+        elif fault is None and previous is faults.CONTACTOR_OPEN:
+            fault = previous if connector.plugged or connector.session is not None else None
+        if fault is not previous:
+            log.log(logging.ERROR if fault else logging.INFO, "connector %s: contactor %s", connector.id,
+                    fault.info if fault else "feedback follows its coil again")
+        connector.contactor_fault = fault
 
     def _end_sessions_for_fault(self) -> None:
         """End the sessions in the background (the guard opened the contactors): ending one
@@ -165,13 +271,12 @@ class StationLogic:
 
     @staticmethod
     def _end_reason(connector: ConnectorRuntime) -> StopReason | None:
-        """Why a running session must end now: the EV left, or its controller is lost or
-        failing (then nothing controls the current: open at once)."""
+        """Why a running session must end now: the EV left, or a fault of its own (controller
+        lost or failing, contactor, insulation: open at once)."""
         if connector.session is None or connector.stopping:
             return None
-        if connector.controller_fault is not None:
-            log.error("connector %s: %s during a session; stopping it", connector.id,
-                      connector.controller_fault.info)
+        if connector.fault is not None:
+            log.error("connector %s: %s during a session; stopping it", connector.id, connector.fault.info)
             return StopReason.OTHER
         return StopReason.EV_DISCONNECTED if not connector.plugged else None
 
@@ -215,3 +320,36 @@ def _changed(old, new) -> bool:
     if old is None:
         return True
     return old.model_dump(exclude={"at"}) != new.model_dump(exclude={"at"})
+
+
+class ContactorInterlock:
+    """The hardware as SessionControl sees it: a contactor closes only while `refusal` has
+    nothing against it, checked right before the command goes out (StartRefused otherwise)."""
+
+    def __init__(self, hardware: StationHardware, refusal: Callable[[int], str | None]) -> None:
+        self._hardware = hardware
+        self._refusal = refusal
+
+    async def read_io(self) -> IoSnapshot:
+        return await self._hardware.read_io()
+
+    async def poll_imd(self) -> ImdSnapshot | None:
+        return await self._hardware.poll_imd()
+
+    async def set_contactor(self, connector_id: int, closed: bool) -> None:
+        reason = self._refusal(connector_id) if closed else None
+        if reason is not None:
+            raise StartRefused(reason)
+        await self._hardware.set_contactor(connector_id, closed)
+
+    async def poll_controller(self, connector_id: int) -> ControllerSnapshot:
+        return await self._hardware.poll_controller(connector_id)
+
+    async def set_output(self, connector_id: int, enabled: bool, power_limit_w: float) -> None:
+        await self._hardware.set_output(connector_id, enabled, power_limit_w)
+
+    async def open_all(self, *, emergency: bool) -> None:
+        await self._hardware.open_all(emergency=emergency)
+
+    async def close(self) -> None:
+        await self._hardware.close()

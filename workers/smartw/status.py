@@ -7,16 +7,19 @@ from reality; the state machine's memory is only the session and the pending sta
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from bus.enums import ConnectorErrorCode, ConnectorStatus
 
 
 @dataclass(frozen=True)
 class Fault:
-    """Why a connector cannot charge now: OCPP errorCode plus a UI text key."""
+    """Why a connector cannot charge now: OCPP errorCode, a UI text key, and the device's own
+    code when it gave one (OCPP vendorErrorCode)."""
 
     error_code: ConnectorErrorCode
     info: str
+    vendor_code: str | None = None
 
 
 ESTOP = Fault(ConnectorErrorCode.OTHER_ERROR, "estop")
@@ -36,22 +39,33 @@ class ConnectorFacts:
     allocated_w: float
     start_pending: bool  # a start was asked (button, card, remote) and waits for card or plug
     finishing: bool  # a session ended and the EV is still plugged
+    interlock: str | None = None  # UI key of a fault elsewhere that forbids new sessions here
 
 
-def derive_status(facts: ConnectorFacts) -> tuple[ConnectorStatus, ConnectorErrorCode, str]:
+class DerivedStatus(NamedTuple):
+    status: ConnectorStatus
+    error_code: ConnectorErrorCode
+    info: str
+    vendor_error_code: str | None = None
+
+
+def derive_status(facts: ConnectorFacts) -> DerivedStatus:
     if facts.fault is not None:
-        return ConnectorStatus.FAULTED, facts.fault.error_code, facts.fault.info
+        fault = facts.fault
+        return DerivedStatus(ConnectorStatus.FAULTED, fault.error_code, fault.info, fault.vendor_code)
     ok = ConnectorErrorCode.NO_ERROR
     if facts.session_active:
         if not facts.ev_requesting:
-            return ConnectorStatus.SUSPENDED_EV, ok, "ev_paused"
+            return DerivedStatus(ConnectorStatus.SUSPENDED_EV, ok, "ev_paused")
         if facts.allocated_w <= 0:
-            return ConnectorStatus.SUSPENDED_EVSE, ok, "waiting_for_power"
-        return ConnectorStatus.CHARGING, ok, "charging"
+            return DerivedStatus(ConnectorStatus.SUSPENDED_EVSE, ok, "waiting_for_power")
+        return DerivedStatus(ConnectorStatus.CHARGING, ok, "charging")
+    if facts.interlock is not None:  # a running session ends normally; no new one starts
+        return DerivedStatus(ConnectorStatus.UNAVAILABLE, ok, facts.interlock)
     if facts.finishing and facts.plugged:
-        return ConnectorStatus.FINISHING, ok, "unplug_ev"
+        return DerivedStatus(ConnectorStatus.FINISHING, ok, "unplug_ev")
     if facts.start_pending:
-        return ConnectorStatus.PREPARING, ok, "awaiting_card_or_ev"
+        return DerivedStatus(ConnectorStatus.PREPARING, ok, "awaiting_card_or_ev")
     if facts.plugged:
-        return ConnectorStatus.PREPARING, ok, "present_card"
-    return ConnectorStatus.AVAILABLE, ok, ""
+        return DerivedStatus(ConnectorStatus.PREPARING, ok, "present_card")
+    return DerivedStatus(ConnectorStatus.AVAILABLE, ok, "")

@@ -7,6 +7,12 @@ answers the same commands.
 
 The snapshot's first five fields are the walking skeleton's (smartw's session logic uses
 them); the rest describe the session in detail for diagnostics, the HMI and OCPP.
+
+Leases (safety invariant 4): every output command takes an optional `lease_s`, the time the
+command holds without being written again. A controller that can hold a lease drops its
+output to zero when it runs out (a dead station or a lost bus leaves the output off); `None`
+or 0 sends no lease (the behaviour before leases). Models without a lease register accept the
+argument and say in their module how the lease is approximated.
 """
 
 from __future__ import annotations
@@ -72,6 +78,14 @@ class ControllerError(IntFlag):
 NO_ERRORS = ControllerError(0)
 
 
+class LeaseState(StrEnum):
+    """The controller's view of the station's lease on its output commands."""
+
+    NONE = "none"  # no lease: commands hold until written again
+    RUNNING = "running"  # the last command holds until its lease runs out
+    EXPIRED = "expired"  # no command in time: output dropped to zero, enable cleared
+
+
 @dataclass(frozen=True)
 class EvDemand:
     """What the EV asks for; None = the controller does not know (e.g. AC without HLC).
@@ -105,6 +119,7 @@ class ControllerSnapshot:
     present: OutputMeasurement = field(default_factory=OutputMeasurement)
     errors: ControllerError = NO_ERRORS
     firmware_version: str | None = None  # read once (slow data), None until known
+    lease: LeaseState | None = None  # None = the controller cannot hold a lease
 
 
 @dataclass(frozen=True)
@@ -137,16 +152,17 @@ class ChargeController(Protocol):
         """Read the fast data (state, phase, demand, errors) in the fewest transactions."""
         ...
 
-    async def set_output(self, enabled: bool, power_limit_w: float) -> None:
-        """smartw's one call per cycle: offer energy up to `power_limit_w`, or stop offering."""
+    async def set_output(self, enabled: bool, power_limit_w: float, *, lease_s: float | None = None) -> None:
+        """smartw's one call per cycle: offer energy up to `power_limit_w`, or stop offering;
+        with `lease_s`, the offer holds only that long unless written again."""
         ...
 
-    async def set_enabled(self, enabled: bool) -> None:
+    async def set_enabled(self, enabled: bool, *, lease_s: float | None = None) -> None:
         """Enable (authorise) or disable the output, keeping the limits."""
         ...
 
-    async def set_limits(self, limits: OutputLimits) -> None:
-        """Current, voltage and power limits, kept until changed."""
+    async def set_limits(self, limits: OutputLimits, *, lease_s: float | None = None) -> None:
+        """Current, voltage and power limits, kept until changed (or the lease runs out)."""
         ...
 
     async def read_firmware_version(self) -> str:

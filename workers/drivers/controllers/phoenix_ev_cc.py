@@ -5,6 +5,12 @@ the controller speaks amps, the station speaks watts, so power limits become who
 phase from the configured phases and voltage (rounded down: never more than allocated).
 Below 6 A no PWM may be offered, so such a limit switches the PWM off (coil 20000 = 0).
 
+Lease: the public map (table 9-2: configuration 4000..4013, coils 20000..21000, holding
+22000/23000) has no lease and no Modbus communication timeout, so `lease_s` is accepted and
+ignored: the PWM keeps its last enable and current when the station falls silent. What makes
+a dead station safe on this connector is the IO module's host watchdog, which drops the AC
+contactor's coil (station.toml `[io_module] watchdog_s`); the EV sees the supply go.
+
 Open question kept as an option: the serial variant puts the IEC 61851 state letter of input
 24000 in the high byte (evcc's serial driver), the Ethernet map in the low byte; the other byte
 holds '1'/'2' (PWM off/on). 24025 is read with FC04 like 24000 (the manual lists both as
@@ -193,16 +199,18 @@ class PhoenixEvCcController:
             errors=errors, firmware_version=self._firmware,
         )
 
-    async def set_output(self, enabled: bool, power_limit_w: float) -> None:
+    # `lease_s` is a no-op on this model: it has no lease register (module docstring).
+
+    async def set_output(self, enabled: bool, power_limit_w: float, *, lease_s: float | None = None) -> None:
         limits = replace(self._limits, power_w=power_limit_w)  # validates the value
         self._enabled, self._limits = enabled, limits
         await self._apply()
 
-    async def set_enabled(self, enabled: bool) -> None:
+    async def set_enabled(self, enabled: bool, *, lease_s: float | None = None) -> None:
         self._enabled = enabled
         await self._apply()
 
-    async def set_limits(self, limits: OutputLimits) -> None:
+    async def set_limits(self, limits: OutputLimits, *, lease_s: float | None = None) -> None:
         self._limits = limits
         await self._apply()
 
