@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -62,3 +63,24 @@ async def bus(redis_client: redis.Redis) -> AsyncIterator[Bus]:
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture(autouse=True)
+def _forget_the_async_worker_threads_connection(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Async code reaches the ORM through asgiref's one sync worker thread, which then keeps a
+    connection of its own to the test database; Django never closes an in-memory SQLite one.
+    A later test's channels consumer (same thread) would trip over it once pytest-django blocks
+    database access again, so after every database test that thread forgets its connection
+    (the main thread's keeps the in-memory database alive)."""
+    yield
+    if request.node.get_closest_marker("django_db") is None:
+        return
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    def forget() -> None:
+        for alias in list(connections):
+            with contextlib.suppress(AttributeError):  # this thread never opened it
+                del connections[alias]
+
+    SyncToAsync.single_thread_executor.submit(forget).result(timeout=10)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from django.db import DEFAULT_DB_ALIAS, connections
 
 from bus import Bus, contract
 from bus.messages import MeterReading, utcnow
@@ -16,20 +14,6 @@ from workers.ocpp16.meter import MeterSampler
 from workers.ocpp16.txqueue import TransactionQueue, db
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-async def _forget_the_worker_threads_connection() -> AsyncIterator[None]:
-    """The queue works through sync_to_async, whose worker thread opens its own connection to
-    the test database; Django never closes an in-memory SQLite one, and a later test's
-    channels consumer (same thread) would trip over it once database access is blocked again.
-    So drop that thread's connection handler (the main thread's keeps the database alive)."""
-    yield
-
-    def forget() -> None:
-        del connections[DEFAULT_DB_ALIAS]
-
-    await db(forget)
 
 
 async def _run_sampler_briefly(bus: Bus) -> list[str]:
