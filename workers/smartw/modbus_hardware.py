@@ -18,6 +18,11 @@ from workers.smartw.hardware import HardwareError
 
 log = logging.getLogger(__name__)
 
+# An offer of energy holds this long unless smartw's cycle (every IO poll period) renews it, so
+# a dead or hung smartw, or a lost bus, leaves every controller without output (safety
+# invariant 4). Controllers without a lease register ignore it (docs/controller-protocol.md).
+OUTPUT_LEASE_S = 2.0
+
 
 class ModbusStationHardware:
     def __init__(self, config: StationConfig) -> None:
@@ -54,7 +59,8 @@ class ModbusStationHardware:
 
     async def set_output(self, connector_id: int, enabled: bool, power_limit_w: float) -> None:
         try:
-            await self.controllers[connector_id].set_output(enabled, power_limit_w)
+            await self.controllers[connector_id].set_output(
+                enabled, power_limit_w, lease_s=OUTPUT_LEASE_S if enabled else None)
         except DeviceError as error:
             raise HardwareError(str(error)) from error
 
