@@ -9,19 +9,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from pymodbus.server import ModbusTcpServer
 
-from tests.sim.test_ev_controller_wire import DEVICE_ID, SCALE, STEP_S, connector
-from workers.common.redis_server import free_port
-from workers.common.station_config import ModbusTcpBus
+from tests.sim.test_ev_controller_wire import DEVICE_ID, SCALE, STEP_S, connector, served
 from workers.drivers.controllers.interface import LeaseState, OutputLimits, SessionPhase
 from workers.drivers.controllers.station_dc import HoldingRegister, StationDcController
 from workers.drivers.errors import DeviceError
-from workers.drivers.modbus_hub import ModbusHub
-from workers.sim.devices import controller_device
 from workers.sim.ev import Battery, SimulatedEv
 from workers.sim.ev_controller import SimulatedController
-from workers.sim.ev_controller_wire import port_of
 
 MAX_KW = 100.0
 
@@ -59,19 +53,8 @@ class LeaseRig:
 async def rig() -> AsyncIterator[LeaseRig]:
     clock = Clock()
     controller = SimulatedController(connector("CCS"), time_scale=SCALE, clock=clock)
-    device = controller_device(DEVICE_ID)
-    port = port_of(device)
-    assert port is not None
-    port.attach(controller)
-    address = ("127.0.0.1", free_port())
-    server = ModbusTcpServer([device], address=address)
-    await server.serve_forever(background=True)
-    hub = ModbusHub("b", ModbusTcpBus(kind="modbus_tcp", host=address[0], port=address[1], timeout_s=0.5))
-    try:
+    async with served(controller) as hub:
         yield LeaseRig(controller, StationDcController(hub, DEVICE_ID), clock)
-    finally:
-        await hub.close()
-        await server.shutdown()
 
 
 async def test_output_drops_to_zero_when_the_lease_runs_out(rig: LeaseRig) -> None:

@@ -5,6 +5,7 @@ and the device refuses bad writes, busy commands and goes silent offline as hard
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -58,10 +59,9 @@ class Rig:
         return snapshot
 
 
-@pytest.fixture
-async def rig(request) -> AsyncIterator[Rig]:
-    config: ConnectorConfig = request.param
-    controller = SimulatedController(config, time_scale=SCALE)
+@asynccontextmanager
+async def served(controller: SimulatedController) -> AsyncIterator[ModbusHub]:
+    """`controller` answering as device DEVICE_ID on a Modbus TCP server, and a hub to it."""
     device = controller_device(DEVICE_ID)
     port = port_of(device)
     assert port is not None
@@ -71,10 +71,18 @@ async def rig(request) -> AsyncIterator[Rig]:
     await server.serve_forever(background=True)
     hub = ModbusHub("b", ModbusTcpBus(kind="modbus_tcp", host=address[0], port=address[1], timeout_s=0.5))
     try:
-        yield Rig(controller, build_controller(hub, config), hub)
+        yield hub
     finally:
         await hub.close()
         await server.shutdown()
+
+
+@pytest.fixture
+async def rig(request) -> AsyncIterator[Rig]:
+    config: ConnectorConfig = request.param
+    controller = SimulatedController(config, time_scale=SCALE)
+    async with served(controller) as hub:
+        yield Rig(controller, build_controller(hub, config), hub)
 
 
 def ev(soc: float = 20.0, max_kw: float = 100.0) -> SimulatedEv:

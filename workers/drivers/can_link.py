@@ -16,7 +16,6 @@ wrong tty (say, the RFID reader's) is reported as such instead of as silent modu
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 
 import can
 
+from bus.tasks import cancel_and_wait
 from workers.drivers.errors import DeviceError
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,7 @@ class CanLink:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
             self._task = None
 
     async def send(self, arbitration_id: int, data: bytes, *, extended: bool = True) -> None:

@@ -26,11 +26,11 @@ ticker does it in the running simulator).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bus.tasks import cancel_and_wait
 from workers.common.station_config import PowerModulesConfig
 from workers.drivers.infypower_frames import (
     Capabilities,
@@ -232,9 +232,7 @@ class PowerModuleBank:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
             self._task = None
 
     async def _tick_forever(self) -> None:
