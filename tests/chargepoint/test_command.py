@@ -122,3 +122,21 @@ async def test_malformed_update_request_is_refused_and_changes_nothing(
     assert popped is not None and '"ValidationFailed"' in popped[1]
     chargepoint.assert_alive()
     assert chargepoint.running_pid("toy")
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ('model = "sdm630"', 'model = "sdm999"',
+     "connectors[1].meter.model: no register map for meter model 'sdm999'"),
+    ('model = "mercury234"', 'model = "sdm630"', "station.meter.model: bus 'mercury' is a Mercury line"),
+    ('controller = { bus = "rs485_controllers", device_id = 21 }',
+     'controller = { bus = "rs485_controllers", device_id = 21, model = "phoenix_ev_cc" }',
+     "connectors[0].controller: connector 1: controller model 'phoenix_ev_cc' cannot drive a CCS"),
+])
+def test_a_model_that_does_not_fit_its_wiring_exits_with_the_config_code(
+        station_toml: Path, old: str, new: str, message: str) -> None:
+    text = station_toml.read_text()
+    assert old in text
+    station_toml.write_text(text.replace(old, new, 1))
+    done = _run(config=station_toml)
+    assert done.returncode == ExitCode.CONFIG_ERROR, done.stderr
+    assert f"{station_toml}: {message}" in done.stderr

@@ -24,6 +24,7 @@ from workers.chargepoint.services import (
 )
 from workers.common.logs import setup_logging
 from workers.common.station_config import ConfigError, load_from_settings
+from workers.drivers.wiring import check_wiring
 
 log = logging.getLogger("workers.chargepoint")
 
@@ -45,6 +46,7 @@ class Command(BaseCommand):
         log.info("database schema up to date")
         try:
             config = load_from_settings()
+            check_wiring(config, settings.STATION_ENV.station_config)
         except ConfigError as error:
             raise CommandError(str(error), returncode=ExitCode.CONFIG_ERROR) from error
         log.info("station.toml: %s, %d connector(s)", config.station.name, len(config.connectors))
