@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.waiting import async_wait_until
 from workers.drivers.pn532 import (
     ACK_FRAME,
     ERROR_FRAME,
@@ -242,8 +243,9 @@ async def test_bad_answers_are_clear_errors_and_the_command_is_aborted(line, ans
     device = ScriptedReader(link, lambda command: answer)
     with pytest.raises(Pn532Error, match=re.escape(message)):
         await driver(port).call(Command.GET_FIRMWARE_VERSION)
-    await asyncio.sleep(0.05)
-    assert device.received[-1] == Frame(FrameKind.ACK), "an ACK from the host aborts the command"
+    async def aborted() -> bool:
+        return bool(device.received) and device.received[-1] == Frame(FrameKind.ACK)
+    await async_wait_until(aborted, timeout_s=2, what="the host's ACK that aborts the command")
 
 
 async def test_a_corrupted_answer_is_asked_for_again_with_nack(line) -> None:

@@ -30,6 +30,17 @@ class PtyLinkError(RuntimeError):
     """The link path cannot be created: something other than a symlink is there."""
 
 
+def point_link(link: Path, target: str, *, refused: type[PtyLinkError] = PtyLinkError) -> None:
+    """Make `link` a symlink to `target`, replacing a stale symlink (a simulator that did not
+    stop cleanly) but never a real file: `refused` is raised then."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink():
+        link.unlink()
+    elif link.exists():
+        raise refused(f"{link} exists and is not a symlink; not replacing it")
+    link.symlink_to(target)
+
+
 class PtyLink:
     """A raw, non-blocking pty pair with its slave linked at `link`; the device owns the master.
 
@@ -51,13 +62,11 @@ class PtyLink:
         tty.setraw(slave)
         os.set_blocking(master, False)
         self._master, self._slave, self.slave_path = master, slave, os.ttyname(slave)
-        self.link.parent.mkdir(parents=True, exist_ok=True)
-        if self.link.is_symlink():
-            self.link.unlink()
-        elif self.link.exists():
+        try:
+            point_link(self.link, self.slave_path, refused=self._refused)
+        except PtyLinkError:
             self.close()
-            raise self._refused(f"{self.link} exists and is not a symlink; not replacing it")
-        self.link.symlink_to(self.slave_path)
+            raise
 
     def watch(self, on_bytes: Callable[[bytes], None]) -> None:
         """Call `on_bytes` in the running loop with whatever the driver writes to the line."""

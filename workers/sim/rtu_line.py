@@ -40,6 +40,7 @@ from pymodbus.simulator import SimDevice
 from workers.common.station_config import ModbusRtuBus
 from workers.sim.faults import FaultState
 from workers.sim.modbus_answers import DeviceAnswers
+from workers.sim.pty_link import PtyLinkError, point_link
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ SILENCE_CHARS = 3.5
 LATE_BY_S = 0.05  # WireFault.LATE_ANSWER: the answer comes this long after the master's timeout
 
 
-class LineLinkError(RuntimeError):
+class LineLinkError(PtyLinkError):
     """A drop's link path cannot be created (something else is there)."""
 
 
@@ -128,7 +129,7 @@ class RtuLine:
             for link in self.links:
                 drop = _PtyEnd.open()
                 self._drops.append(drop)
-                _link(link, drop.path)
+                point_link(link, drop.path, refused=LineLinkError)
         except BaseException:
             self.close()
             raise
@@ -262,15 +263,6 @@ class SimulatedRtuBus:
             await self.server.shutdown()
             self.server = None
         self.line.close()
-
-
-def _link(link: Path, target: str) -> None:
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if link.is_symlink():
-        link.unlink()  # left by a simulator that did not stop cleanly
-    elif link.exists():
-        raise LineLinkError(f"{link} exists and is not a symlink; not replacing it")
-    link.symlink_to(target)
 
 
 def _read(fd: int) -> bytes:
