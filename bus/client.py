@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ValidationError
@@ -56,6 +56,16 @@ class Delivery:
             await self._bus.redis.xack(self._stream, self._group, self.entry_id)
 
 
+@dataclass(frozen=True)
+class KeyRead(Generic[T]):
+    """One key read by `Bus.get_many`: its value (None when absent), or why the stored text is
+    not a valid message (then `value` is None and `error` says why)."""
+
+    name: str  # the key's contract name without the prefix, e.g. 'limit:ocpp:0', for log lines
+    value: T | None
+    error: ValidationError | None = None
+
+
 class Bus:
     """Typed access to the station's Redis. One instance per process (or per event loop)."""
 
@@ -84,6 +94,16 @@ class Bus:
     async def get(self, spec: KeySpec[T], **params: Any) -> T | None:
         raw = await self.redis.get(self.names.key(spec.format(**params)))
         return None if raw is None else spec.model.model_validate_json(raw)  # type: ignore[attr-defined]
+
+    async def get_many(self, keys: Sequence[tuple[KeySpec[T], Mapping[str, Any]]]) -> list[KeyRead[T]]:
+        """Read many keys in one round trip (MGET), in the order given. A stored value that does
+        not validate comes back with its error instead of raising, so one writer's bug cannot
+        hide the other keys; the caller decides how to report it."""
+        names = [spec.format(**params) for spec, params in keys]
+        if not names:
+            return []
+        raws = await self.redis.mget([self.names.key(name) for name in names])
+        return [_key_read(spec, name, raw) for (spec, _), name, raw in zip(keys, names, raws, strict=True)]
 
     async def delete(self, spec: KeySpec[Any], **params: Any) -> None:
         await self.redis.delete(self.names.key(spec.format(**params)))
@@ -287,6 +307,15 @@ class Bus:
 
 class NotReadyError(Exception):
     """Raised by a command handler that cannot serve yet (e.g. hardware not polled)."""
+
+
+def _key_read(spec: KeySpec[T], name: str, raw: str | None) -> KeyRead[T]:
+    if raw is None:
+        return KeyRead(name, None)
+    try:
+        return KeyRead(name, spec.model.model_validate_json(raw))  # type: ignore[attr-defined]
+    except ValidationError as error:
+        return KeyRead(name, None, error)
 
 
 def _validate(model: type[T], value: Any) -> Any:

@@ -102,6 +102,18 @@ DIAG = KeySpec(
     ttl_s=10.0,
 )
 
+OCPP_LIMIT = KeySpec(
+    "limit:ocpp:{connector_id}", m.ChargingLimit, "ocpp16",
+    "The present value of connector N's OCPP composite schedule (0: the whole station), with its "
+    "source and expiry; written with a TTL ending at that expiry, deleted when no profile applies. "
+    "smartw obeys it (workers/smartw/limits.py).",
+)
+OPERATOR_LIMIT = KeySpec(
+    "limit:operator:{connector_id}", m.ChargingLimit, "web (configurator, `manage.py limit`)",
+    "The operator's limit on connector N (0: the whole station), source 'operator'; a limit "
+    "with an expiry is written with a TTL ending at it. smartw obeys it (workers/smartw/limits.py).",
+)
+
 # ---- streams --------------------------------------------------------------------------
 
 CARDS = StreamSpec(
@@ -168,11 +180,22 @@ EXIT_FOR_UPDATE = CommandSpec(
     "Stop every service and exit with the update kind's exit code (ops/start.sh installs).",
 )
 
+AVAILABILITY = CommandSpec(
+    "smartw.availability", m.ChangeAvailabilityRequest, m.AvailabilityReply, "smartw",
+    "Set connector N (0: the station) Operative or Inoperative (OCPP ChangeAvailability, "
+    "`manage.py station availability`); kept across restarts. Scheduled while a session runs there.",
+)
+FREE_MODE = CommandSpec(
+    "smartw.free_mode", m.FreeModeRequest, m.CommandResult, "smartw",
+    "Free mode on/off (`manage.py station free-mode`): a plugged EV starts at once with the "
+    "configured idTag, no card, no Authorize; kept across restarts.",
+)
+
 ALL_KEYS: tuple[KeySpec[Any], ...] = (
     HEARTBEAT, METER, CONNECTOR, STATION, OCPP_LINK, OCPP_TRANSACTION, SUPERVISOR,
-    DIAG, DEVICE, POWER_MODULE,
+    DIAG, DEVICE, POWER_MODULE, OCPP_LIMIT, OPERATOR_LIMIT,
 )
 ALL_STREAMS: tuple[StreamSpec[Any], ...] = (CARDS, SESSIONS, CONNECTOR_CHANGES, STATION_CHANGES,
                                             AUTH_RESULTS, DEVICE_CHANGES)
 ALL_COMMANDS: tuple[CommandSpec[Any, Any], ...] = (START, STOP, AUTHORIZE, SIM, SIM_DEVICES,
-                                                 EXIT_FOR_UPDATE)
+                                                 EXIT_FOR_UPDATE, AVAILABILITY, FREE_MODE)

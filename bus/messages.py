@@ -7,9 +7,10 @@ cannot be mutated by accident; services build a new one with `model_copy(update=
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from bus.enums import (
     AuthorizationStatus,
@@ -84,6 +85,8 @@ class ConnectorState(Message):
     session_id: str | None = Field(default=None, description="smartw's id of the running session")
     id_tag: str | None = None
     session_started_at: datetime | None = None
+    operative: bool = Field(default=True, description="False: set Inoperative (its own ChangeAvailability "
+                            "or the station's); Unavailable once no session runs on it")
     at: datetime = Field(default_factory=utcnow)
 
 
@@ -93,6 +96,10 @@ class StationState(Message):
     status: ConnectorStatus
     estop: bool = Field(description="emergency stop pressed")
     io_online: bool = Field(description="the IO module answers")
+    operative: bool = Field(default=True, description="False: the station (connector 0) is set "
+                            "Inoperative; Unavailable once no session runs anywhere")
+    free_mode: bool = Field(default=False, description="plugging in an EV starts charging "
+                            "without a card (the configured idTag)")
     at: datetime = Field(default_factory=utcnow)
 
 
@@ -313,3 +320,92 @@ class DiagReport(Message):
     ok: bool = Field(description="every check is ok")
     checks: tuple[DiagCheck, ...]
     at: datetime = Field(default_factory=utcnow)
+
+
+# ---- external power limits ------------------------------------------------------------
+
+MIN_KEY_TTL_S = 0.001  # Redis' shortest expiry (PX 1); a shorter one is an error, not a TTL
+
+
+class LimitSource(StrEnum):
+    """Where an external power limit comes from: an OCPP 1.6 charging profile purpose (or the
+    composite schedule of every active profile), or the station's operator."""
+
+    OCPP_TX_DEFAULT = "ocpp_tx_default"  # TxDefaultProfile
+    OCPP_TX = "ocpp_tx"  # TxProfile
+    OCPP_CHARGE_POINT_MAX = "ocpp_charge_point_max"  # ChargePointMaxProfile
+    OCPP_COMPOSITE = "ocpp_composite"  # the composite of every profile that applies
+    OPERATOR = "operator"  # the configurator or `manage.py limit`
+
+    @property
+    def is_ocpp(self) -> bool:
+        return self is not LimitSource.OPERATOR
+
+
+class ChargingLimit(Message):
+    """A ceiling on what one connector (or the whole station) may draw, set from outside smartw.
+
+    One key per writer (OCPP_LIMIT, OPERATOR_LIMIT), so they never overwrite each other; smartw
+    applies the lowest active one. A writer gives the key the TTL `ttl_s()` too, so the limit
+    disappears at `expires_at` even when its writer died before clearing it.
+    """
+
+    connector_id: int = Field(ge=0, description="connector N; 0: the whole station")
+    limit_w: float | None = Field(default=None, ge=0, allow_inf_nan=False,
+                                  description="total active power, W")
+    limit_a: float | None = Field(default=None, ge=0, allow_inf_nan=False, description=(
+        "current per phase, A; smartw counts an AC connector's wired phases x 230 V, a DC connector "
+        "and the station 3 x 230 V (their grid side); with limit_w too, the lower wins"))
+    source: LimitSource
+    expires_at: AwareDatetime | None = Field(default=None, description="when it stops applying "
+                                             "(UTC); None: until replaced or cleared")
+    set_at: AwareDatetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="after")
+    def _a_limit_that_can_apply(self) -> ChargingLimit:
+        if self.limit_w is None and self.limit_a is None:
+            raise ValueError("a charging limit needs limit_w, limit_a or both")
+        if self.expires_at is not None and self.expires_at <= self.set_at:
+            raise ValueError(f"expires_at {self.expires_at} is not after set_at {self.set_at}")
+        return self
+
+    def active(self, now: datetime) -> bool:
+        return self.expires_at is None or now < self.expires_at
+
+    def ttl_s(self, now: datetime) -> float | None:
+        """Seconds the key should live: until `expires_at` (None: no expiry). A limit that has
+        already expired is refused, never written."""
+        if self.expires_at is None:
+            return None
+        left_s = (self.expires_at - now).total_seconds()
+        if left_s <= 0:
+            raise ValueError(f"the limit expired at {self.expires_at}, it cannot be written")
+        return max(left_s, MIN_KEY_TTL_S)
+
+
+# ---- availability and free mode (smartw) -------------------------------------------------
+
+
+class ChangeAvailabilityRequest(Message):
+    """Set a connector, or the whole station, Operative or Inoperative (OCPP ChangeAvailability).
+    Kept across restarts; an Inoperative connector refuses new sessions."""
+
+    connector_id: int = Field(ge=0, description="connector N; 0: the whole station")
+    operative: bool = Field(description="True: Operative, False: Inoperative")
+
+
+class AvailabilityReply(Message):
+    """OCPP AvailabilityStatus: Scheduled = a session runs there; the change applies when it
+    ends (the session is never stopped by it). Rejected: unknown connector, or not saved."""
+
+    status: Literal["Accepted", "Rejected", "Scheduled"]
+
+
+class FreeModeRequest(Message):
+    """Free mode on or off: with it on, plugging in an EV starts a session at once with the
+    configured idTag, without a card or Authorize. Kept across restarts."""
+
+    enabled: bool
+    id_tag: str | None = Field(default=None, min_length=1, max_length=20,
+                               description="idTag of free sessions (OCPP CiString20); None: keep "
+                                           "the configured one (default 'FREEMODE')")

@@ -13,6 +13,8 @@
   const LANG_KEY = "hmi.lang";
   const SESSION_STATUSES = new Set(["Charging", "SuspendedEV", "SuspendedEVSE"]);
   const STARTABLE_STATUSES = new Set(["Available", "Preparing"]);
+  const STANDARD_NAMES = { GBT: "GB/T", Type2: "Type 2" }; // as printed on cars; others as sent
+  const AC_STANDARDS = new Set(["Type2"]);
 
   const page = {
     lang: chooseLanguage(),
@@ -172,7 +174,8 @@
     const inSession = Boolean(view.session_id) || SESSION_STATUSES.has(view.status);
     card.dataset.status = view.status;
     card.querySelector(".connector-number").textContent = `${t("connector")} ${view.id}`;
-    card.querySelector(".connector-standard").textContent = view.standard;
+    card.dataset.current = AC_STANDARDS.has(view.standard) ? "ac" : "dc";
+    card.querySelector(".connector-standard").textContent = STANDARD_NAMES[view.standard] || view.standard;
     card.querySelector(".connector-status").textContent = t(`status.${view.status}`);
     card.querySelector(".connector-prompt").hidden = !view.awaiting_card;
     card.querySelector(".connector-info").textContent = infoText(view);

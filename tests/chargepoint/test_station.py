@@ -33,7 +33,7 @@ async def test_whole_station_starts_every_service_and_boots_at_the_csms(
         assert not troubled, f"{troubled}\n{station.output()[-4000:]}"
         await csms.wait_for_call("BootNotification", timeout_s=30)
         status = await asyncio.to_thread(station.status)
-        assert [connector["id"] for connector in status["connectors"]] == [1, 2]
+        assert [connector["id"] for connector in status["connectors"]] == [1, 2, 3, 4]
     finally:
         await csms.stop()
 

@@ -10,9 +10,13 @@ import pytest
 
 from bus import Bus, contract
 from bus.messages import MeterReading, SimAction
+from tests.sim.module_feed import module_feed
 from tests.sim.processes import ServiceProcess, SimStation, service_env, wait_sim_ready
 from tests.support.hardware import load_config, sync_tool_wire
 from tests.support.waiting import async_wait_until, wait_until
+from workers.common.power_config import link_key
+
+MODULE_V, MODULE_A = 410.0, 100.0  # at the simulated pack's maximum; two modules cover 40 kW
 
 
 @pytest.fixture
@@ -38,16 +42,26 @@ async def test_every_connector_meter_is_published_and_follows_charging(
     assert await bus.redis.pttl(bus.names.key(contract.METER.format(meter="connector1"))) <= 600
 
     assert (await bus.request(contract.SIM, SimAction(action="plug", connector_id=1))).accepted
-    with sync_tool_wire(load_config(sim_station.files.config)) as client:
-        client.write_coil(0, True, device_id=10)
-        client.write_registers(0, [1, 400], device_id=21)
+    config = load_config(sim_station.files.config)
+    assert config.power_modules is not None
+    async with module_feed(config.power_modules, bus) as modules:  # the DC EV's power: two modules
+        await modules.switch_on(("pm1", "pm2"), voltage_v=MODULE_V, current_a=MODULE_A)
+        with sync_tool_wire(config) as client:
+            client.write_coil(0, True, device_id=10)  # connector 1's contactor
+            links = {link.key: link.coil for link in config.power_modules.links}
+            for module in ("pm1", "pm2"):
+                client.write_coil(links[link_key(module, 1)], True, device_id=10)
+            client.write_registers(0, [1, 400], device_id=21)  # enable, 40 kW
+        await _charges_at_40_kw(bus, first)
 
+
+async def _charges_at_40_kw(bus: Bus, first: MeterReading) -> None:
     async def charging() -> MeterReading | None:
         now = await reading(bus, 1)
         growing = now is not None and now.energy_wh > first.energy_wh
         return now if growing and now.power_w == pytest.approx(40_000) else None
 
-    now = await async_wait_until(charging, what="40 kW and growing energy on connector1")
+    now = await async_wait_until(charging, timeout_s=20, what="40 kW and growing energy on connector1")
     assert now.voltage_v and now.current_a == pytest.approx(40_000 / now.voltage_v, rel=1e-3)
 
 

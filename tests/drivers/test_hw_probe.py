@@ -25,13 +25,13 @@ def sim(env: dict[str, str], *args: str) -> None:
 
 
 def test_probe_finds_identifies_and_reads_every_device(sim_station: SimStation) -> None:
-    done = hw_probe(sim_station.env, "--ids", "1-3,10,20-22,30", "--json")
+    done = hw_probe(sim_station.env, "--ids", "1-5,10,20-22,30", "--json")
     assert done.returncode == 0, done.stderr
     rows = {(row["bus"], row["address"]): row for row in json.loads(done.stdout)}
     meter1, meter2 = rows[("rs485_meters", 1)], rows[("rs485_meters", 2)]
     assert meter1["identified"] == ["acudc243"] and "kWh" in meter1["reading"]
     assert "sdm630" in meter2["identified"] and "230.0 V" in meter2["reading"]
-    assert ("rs485_meters", 3) not in rows  # nobody there: silent ids are not listed
+    assert ("rs485_meters", 5) not in rows  # nobody there: silent ids are not listed
     controller = rows[("rs485_controllers", 21)]
     assert controller["configured"].startswith("controller of connector 1")
     assert "firmware" in controller["reading"]

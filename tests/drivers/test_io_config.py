@@ -115,7 +115,7 @@ def test_the_simulation_station_file_wires_door_imd_alarm_and_feedback() -> None
     config = load_station_config(REPO / "ops" / "station.sim.toml", data_dir=REPO / "var")
     assert config.io_module.inputs.door == IoPoint(address=1, polarity=Polarity.NC)
     assert config.io_module.inputs.imd_alarm is not None and config.imd is not None
-    assert [c.contactor_feedback for c in config.connectors] == [IoPoint(address=8), IoPoint(address=9)]
+    assert [c.contactor_feedback for c in config.connectors] == [IoPoint(address=a) for a in (8, 9, 10, 11)]
 
 
 def test_a_broken_example_names_the_file_and_field(tmp_path: Path) -> None:

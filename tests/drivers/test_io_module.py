@@ -1,6 +1,7 @@
 """The IO module driver against a real pymodbus server: both layouts (ICP DAS-style bits,
 Owen bitmask registers), input polarity, the number of requests per poll, whole-image output
-writes, and contactor feedback faults with a driven clock."""
+writes, contactor feedback faults with a driven clock, and the power modules' link contactors
+(keyed "pm1>1") handled exactly like connector contactors."""
 
 from __future__ import annotations
 
@@ -13,17 +14,25 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from workers.common.io_config import IoPoint, Polarity
+from workers.common.power_config import link_key
 from workers.common.redis_server import free_port
-from workers.common.station_config import IoModuleConfig, ModbusTcpBus
+from workers.common.station_config import IoModuleConfig, ModbusTcpBus, StationConfig
 from workers.drivers.errors import DeviceError
 from workers.drivers.io_layout import ReadRequest, WireBit, plan_reads
-from workers.drivers.io_module import ContactorFault, ContactorWiring, IoModule
+from workers.drivers.io_module import (
+    SAFE_VALUE_COIL_BASE,
+    WATCHDOG_TIMEOUT_REGISTER,
+    ContactorFault,
+    ContactorWiring,
+    IoModule,
+)
 from workers.drivers.modbus_hub import ModbusHub
 from workers.drivers.registers import FunctionCode
 from workers.sim.devices import absent_devices
 
 BITS = 10  # ICP DAS-style: DO at 0.., DI at 32.. in the coil and the discrete-input table
 FLAKY = 11  # like BITS, but refuses the first coil write
+WATCHED = 12  # like BITS, with the ICP DAS host watchdog's coils and timeout register
 MU110 = 16  # Owen outputs: holding register 50
 MV110 = 17  # Owen inputs: register 51 on FC04 and FC03
 OWEN_ONE = 18  # outputs and inputs on one module: holding 50..51, input register 51
@@ -63,6 +72,7 @@ class IoServer:
             absent_devices(),
             SimDevice(BITS, (_bits(), _bits(), _none(), _none())),
             SimDevice(FLAKY, (_bits(), _bits(), _none(), _none()), action=_fail_first_write()),
+            SimDevice(WATCHED, (_bits(300), _bits(), _registers(WATCHDOG_TIMEOUT_REGISTER, 1), _none())),
             SimDevice(MU110, (_bits(16), _bits(16), _registers(50, 1), _none())),
             SimDevice(MV110, (_bits(16), _bits(16), _registers(51, 1), _registers(51, 1))),
             SimDevice(OWEN_ONE, (_bits(16), _bits(16), _registers(50, 2), _registers(51, 1))),
@@ -131,6 +141,9 @@ def owen_split() -> IoModuleConfig:
 
 
 OWEN_CONTACTORS = {1: ContactorWiring(0, IoPoint(address=4)), 2: ContactorWiring(1, IoPoint(address=5))}
+PM1_TO_1, PM2_TO_1 = link_key("pm1", 1), link_key("pm2", 1)
+WITH_LINKS = {**TWO_CONTACTORS, PM1_TO_1: ContactorWiring(10, IoPoint(address=42)),
+              PM2_TO_1: ContactorWiring(11, IoPoint(address=43))}
 
 
 @pytest.mark.parametrize(("polarity", "level", "pressed"), [
@@ -171,7 +184,7 @@ async def test_discrete_inputs_and_the_coil_read_back_take_two_requests(hub: Mod
     assert (snapshot.estop_pressed, snapshot.door_open, snapshot.imd_alarm) == (False, False, False)
 
 
-async def test_coils_are_written_one_by_one_and_read_back(hub: ModbusHub, server: IoServer) -> None:
+async def test_coils_are_written_and_read_back(hub: ModbusHub, server: IoServer) -> None:
     io = IoModule(hub, icpdas(), TWO_CONTACTORS)
     await io.set_contactor(2, True)
     await io.set_fans(True)
@@ -296,6 +309,110 @@ async def test_a_module_that_does_not_answer_is_a_device_error(hub: ModbusHub) -
         await io.poll()
     with pytest.raises(DeviceError, match="testbus/99"):
         await io.set_contactor(1, False)
+
+
+async def test_link_contactors_switch_and_read_back_beside_the_connector_contactors(
+        hub: ModbusHub, server: IoServer) -> None:
+    io = IoModule(hub, icpdas(), WITH_LINKS)
+    await io.set_link("pm2", 1, True)
+    assert await server.get(BITS, FC_COILS, 10, 2) == [False, True]
+    await server.set(BITS, FC_INPUTS, 32, [True])  # e-stop healthy
+    await server.set(BITS, FC_INPUTS, 43, [True])  # pm2>1's auxiliary contact closed
+    server.requests.clear()
+    snapshot = await io.poll()
+    assert len(server.requests) == 2, "links add no request: one coil span, one input span"
+    assert dict(snapshot.contactors_closed) == {1: False, 2: False, PM1_TO_1: False, PM2_TO_1: True}
+    assert dict(snapshot.contactor_feedback) == {1: False, 2: False, PM1_TO_1: False, PM2_TO_1: True}
+    assert dict(snapshot.contactor_faults) == {} and snapshot.outputs_as_commanded
+    with pytest.raises(KeyError):
+        await io.set_link("pm3", 1, True)  # not wired
+    with pytest.raises(KeyError):
+        await io.set_link("pm1", 2, True)
+
+
+async def test_open_all_opens_every_contactor_and_link_in_one_request_per_run_of_coils(
+        hub: ModbusHub, server: IoServer) -> None:
+    io = IoModule(hub, icpdas(), WITH_LINKS)
+    for connector_id in (1, 2):
+        await io.set_contactor(connector_id, True)
+    for module in ("pm1", "pm2"):
+        await io.set_link(module, 1, True)
+    server.requests.clear()
+    await io.open_all()
+    assert [pdu.function_code for pdu in server.requests] == [15, 15], "coils 0-1 and 10-11: two runs"
+    assert await server.get(BITS, FC_COILS, 0, 2) == [False, False]
+    assert await server.get(BITS, FC_COILS, 10, 2) == [False, False]
+
+
+async def test_open_all_on_a_lost_module_fails_after_one_request_and_resends_with_the_next_write(
+        hub: ModbusHub, server: IoServer) -> None:
+    io = IoModule(hub, icpdas(device_id=99), WITH_LINKS)
+    server.requests.clear()
+    with pytest.raises(DeviceError, match="testbus/99"):
+        await io.open_all()
+    assert len(server.requests) == 1, "a lost module costs one exchange (one timeout), not one per coil"
+
+
+async def test_a_link_that_does_not_follow_its_coil_is_reported_like_a_contactor(
+        hub: ModbusHub, server: IoServer) -> None:
+    clock = Clock()
+    io = IoModule(hub, icpdas(feedback_timeout_s=0.5), WITH_LINKS, clock=clock)
+    await server.set(BITS, FC_INPUTS, 32, [True])
+    await io.set_link("pm1", 1, True)
+    clock.now = 0.6
+    assert dict((await io.poll()).contactor_faults) == {PM1_TO_1: ContactorFault.NOT_CLOSING}
+    await server.set(BITS, FC_INPUTS, 42, [True])
+    assert dict((await io.poll()).contactor_faults) == {}
+    await io.set_link("pm1", 1, False)  # the contact stays closed: welded
+    clock.now = 1.0
+    assert dict((await io.poll()).contactor_faults) == {}
+    clock.now = 1.2
+    assert dict((await io.poll()).contactor_faults) == {PM1_TO_1: ContactorFault.WELDED}
+
+
+async def test_links_opened_by_the_estop_are_not_a_fault(hub: ModbusHub, server: IoServer) -> None:
+    clock = Clock()
+    io = IoModule(hub, icpdas(feedback_timeout_s=0.5), WITH_LINKS, clock=clock)
+    await server.set(BITS, FC_INPUTS, 32, [True])
+    await io.set_link("pm2", 1, True)
+    await server.set(BITS, FC_INPUTS, 43, [True])
+    assert dict((await io.poll()).contactor_faults) == {}
+    await server.set(BITS, FC_INPUTS, 32, [False])  # e-stop: the coil circuit is cut
+    await server.set(BITS, FC_INPUTS, 43, [False])
+    clock.now = 2.0
+    assert dict((await io.poll()).contactor_faults) == {}
+
+
+def linked_station(port: int, **io_fields: object) -> StationConfig:
+    meter = {"bus": "testbus", "device_id": 1, "model": "acudc243"}
+    return StationConfig.model_validate({
+        "station": {"max_power_kw": 100},
+        "buses": {"testbus": {"kind": "modbus_tcp", "host": "127.0.0.1", "port": port}},
+        "io_module": {"bus": "testbus", "device_id": WATCHED, "inputs": {"estop": 32}, **io_fields},
+        "rfid": {"port": "/dev/null"},
+        "power_modules": {"channel": "/dev/null", "count": 2, "links": [
+            {"connector": 1, "module": "pm1", "coil": 10, "feedback": 42},
+            {"connector": 1, "module": "pm2", "coil": 11}]},
+        "connectors": [{"id": 1, "standard": "CCS", "max_power_kw": 60, "contactor_coil": 0,
+                        "contactor_feedback": 40, "meter": meter,
+                        "controller": {"bus": "testbus", "device_id": 21}}],
+    })
+
+
+async def test_from_config_drives_the_links_and_the_host_watchdog_drops_their_coils_too(
+        hub: ModbusHub, server: IoServer) -> None:
+    io = IoModule.from_config(linked_station(server.port, watchdog_s=1.0), {"testbus": hub})
+    assert dict(io.contactors) == {1: ContactorWiring(0, IoPoint(address=40)),
+                                   PM1_TO_1: ContactorWiring(10, IoPoint(address=42)),
+                                   PM2_TO_1: ContactorWiring(11)}
+    server.requests.clear()
+    await io.poll()  # the first poll programs the watchdog
+    safe_values = {pdu.address for pdu in server.requests if pdu.function_code == 5}
+    assert {SAFE_VALUE_COIL_BASE + coil for coil in (0, 10, 11)} <= safe_values
+    await io.set_link("pm1", 1, True)
+    assert await server.get(WATCHED, FC_COILS, 10) == [True]
+    snapshot = await io.poll()
+    assert snapshot.contactors_closed[PM1_TO_1] and PM2_TO_1 not in snapshot.contactor_feedback
 
 
 def test_reads_are_planned_per_device_and_table_and_split_at_the_modbus_limit() -> None:

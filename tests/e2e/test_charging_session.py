@@ -31,9 +31,12 @@ async def test_hmi_start_then_card_then_hmi_stop(csms: Csms, station: Station,
     start = await csms.wait_for_call("StartTransaction", timeout_s=20)
     assert (start.payload["connectorId"], start.payload["idTag"]) == (1, CARD)
     await status_notification(csms, 1, "Charging")
-    await csms.wait_for_call("MeterValues", count=3, timeout_s=20)
-    energies = energy_values(csms.calls("MeterValues"))
-    assert energies == sorted(energies) and energies[-1] > energies[0], energies
+
+    async def energy_rising() -> list[float] | None:  # a DC start: precharge, then modules join
+        energies = energy_values(csms.calls("MeterValues"))
+        return energies if len(energies) >= 2 and energies[-1] > energies[0] else None
+    energies = await async_wait_until(energy_rising, timeout_s=30, what="MeterValues with rising energy")
+    assert energies == sorted(energies), energies
 
     await connector.locator(".connector-prompt").wait_for(state="hidden", timeout=10_000)
     await connector.locator('[data-action="stop"]').click(timeout=15_000)

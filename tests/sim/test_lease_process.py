@@ -1,6 +1,7 @@
 """A lease end to end: the real driver offers power to the running simulator (`python -m
 workers.sim`, ops/station.sim.toml) over its RS485 line with a 1 s lease, then falls silent as a
-dead smartw would; the CCS output must be zero soon after the lease has run out."""
+dead smartw would; the CCS output must be zero soon after the lease has run out. The EV's
+current comes from power module pm1, switched on over CAN, through its link to connector 1."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from bus import Bus, contract
 from bus.messages import SimAction
+from tests.sim.module_feed import module_feed
 from tests.sim.processes import SimStation
 from tests.support.hardware import load_config, tool_hubs
 from tests.support.waiting import async_wait_until
@@ -19,6 +21,7 @@ from workers.drivers.controllers.station_dc import StationDcController
 from workers.drivers.modbus_hub import ModbusHub
 
 IO, CCS_COIL, CCS_CTRL = 10, 0, 21
+PM1_TO_CCS_COIL = 10  # link pm1>1
 LEASE_S = 1.0
 SETTLE_S = 1.0  # the simulator's physics step (0.25 s) and the current's ramp-down after the lease
 
@@ -34,7 +37,16 @@ async def hubs(sim_station: SimStation) -> AsyncIterator[dict[str, ModbusHub]]:
 
 
 async def test_output_falls_to_zero_once_the_station_stops_renewing_its_lease(
-        bus: Bus, hubs: dict[str, ModbusHub]) -> None:
+        bus: Bus, hubs: dict[str, ModbusHub], sim_station: SimStation) -> None:
+    modules = load_config(sim_station.files.config).power_modules
+    assert modules is not None
+    async with module_feed(modules, bus) as feed:
+        await feed.switch_on(["pm1"], voltage_v=410.0, current_a=100.0)
+        await hubs["sim_tcp"].write_coil(IO, PM1_TO_CCS_COIL, True)
+        await _lease_runs_out(bus, hubs)
+
+
+async def _lease_runs_out(bus: Bus, hubs: dict[str, ModbusHub]) -> None:
     plugged = await bus.request(contract.SIM, SimAction(action="plug", connector_id=1, soc=30, target_soc=90,
                                                         max_power_kw=120))
     assert plugged.accepted, plugged.reason

@@ -20,7 +20,7 @@ def manage_sim(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
 
 BAD_USAGE = [
     (["fly", "1"], "invalid choice: 'fly'"),
-    (["plug", "7"], "unknown connector 7 (station.toml has [1, 2])"),
+    (["plug", "7"], "unknown connector 7 (station.toml has [1, 2, 3, 4])"),
     (["unplug", "0"], "unknown connector 0"),
     (["plug", "one"], "invalid int value"),
     (["plug", "1", "--soc", "120"], "not a percentage"),

@@ -3,8 +3,9 @@
 The test talks to the simulator the way the station does: a plain pymodbus client on the
 configured port (words decoded here with struct, independent of the drivers) and pyserial
 on the reader's link. Devices (ops/station.sim.toml): connector 1 = CCS, AcuDC 243 meter
-id 1, controller id 21, coil 0; connector 2 = Type2, SDM630 meter id 2, controller id 22,
-coil 1; IO module id 10, e-stop on input 0.
+id 1, controller id 21, coil 0, fed by power modules pm1 and pm2 (switched on over CAN with
+the real driver) through their link contactors on coils 10 and 11; connector 2 = Type2,
+SDM630 meter id 2, controller id 22, coil 1; IO module id 10, e-stop on input 0.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from bus import Bus, contract
 from bus.messages import CommandResult, SimAction
+from tests.sim.module_feed import ModuleFeed, module_feed
 from tests.sim.processes import ServiceProcess, SimStation, service_env, write_station_toml
 from tests.support.hardware import ToolWire, load_config, sync_tool_wire, tool_wire
 from tests.support.waiting import async_wait_until, wait_until
 from workers.common.redis_server import free_port, is_listening, start_redis
 
 IO, CCS_METER, AC_METER, CCS_CTRL, AC_CTRL = 10, 1, 2, 21, 22
+CCS_MODULES, CCS_LINK_COILS = ("pm1", "pm2"), (10, 11)  # links pm1>1, pm2>1
+MODULE_V, MODULE_A = 410.0, 100.0  # at the simulated pack's maximum: above its voltage
 STATE_A, STATE_B, STATE_C = 0, 1, 2
 UNKNOWN = 0xFFFF
 
@@ -34,6 +38,21 @@ async def modbus(sim_station: SimStation) -> AsyncIterator[ToolWire]:
     """The IO module on Modbus TCP, meters and controllers on their RS485 lines."""
     async with tool_wire(load_config(sim_station.files.config)) as wire:
         yield wire
+
+
+@pytest.fixture
+async def modules(bus: Bus, sim_station: SimStation) -> AsyncIterator[ModuleFeed]:
+    config = load_config(sim_station.files.config).power_modules
+    assert config is not None
+    async with module_feed(config, bus) as feed:
+        yield feed
+
+
+async def feed_ccs(client: AsyncModbusTcpClient, modules: ModuleFeed) -> None:
+    """Connector 1's power: two modules on, their links to it closed."""
+    await modules.switch_on(CCS_MODULES, voltage_v=MODULE_V, current_a=MODULE_A)
+    for coil in CCS_LINK_COILS:
+        await client.write_coil(coil, True, device_id=IO)
 
 
 async def sim(bus: Bus, **fields: object) -> CommandResult:
@@ -86,7 +105,8 @@ async def offer(client: AsyncModbusTcpClient, *, coil: int, controller: int, ena
 
 
 async def test_plugged_ev_draws_power_only_with_contactor_closed_and_output_enabled(
-        bus: Bus, modbus: AsyncModbusTcpClient) -> None:
+        bus: Bus, modbus: AsyncModbusTcpClient, modules: ModuleFeed) -> None:
+    await feed_ccs(modbus, modules)
     await sim_ok(bus, action="plug", connector_id=1, soc=30, target_soc=90, max_power_kw=120)
     await async_wait_until(lambda: _state_is(modbus, CCS_CTRL, STATE_C), what="EV asking (state C)")
     inputs = await controller_inputs(modbus, CCS_CTRL)
@@ -142,7 +162,8 @@ async def test_unplugged_connector_reads_state_a_and_absent_devices_do_not_answe
 
 
 async def test_estop_sets_its_input_and_cuts_power_until_released(
-        bus: Bus, modbus: AsyncModbusTcpClient) -> None:
+        bus: Bus, modbus: AsyncModbusTcpClient, modules: ModuleFeed) -> None:
+    await feed_ccs(modbus, modules)
     await sim_ok(bus, action="plug", connector_id=1)
     await offer(modbus, coil=0, controller=CCS_CTRL, enable=True, limit_hw=300)
     await async_wait_until(lambda: _ccs_power_is(modbus, 30_000), what="charging")

@@ -498,22 +498,53 @@ def station_config(**extra: object) -> StationConfig:
         "power_modules": {"channel": "/dev/null", **modules}, **extra})
 
 
-def test_the_matrix_defaults_to_every_module_on_every_dc_connector() -> None:
-    config = station_config()
-    assert matrix_from_config(config) == {1: frozenset({"pm1", "pm2", "pm3", "pm4"}),
-                                          3: frozenset({"pm1", "pm2", "pm3", "pm4"})}
+def links(matrix: dict[str, list[str]], first_coil: int = 10) -> list[dict[str, object]]:
+    """[[power_modules.links]] for `matrix`: coils from `first_coil`, feedback inputs 10 above."""
+    pairs = [(int(connector), module) for connector, modules in matrix.items() for module in modules]
+    return [{"connector": connector, "module": module, "coil": first_coil + index,
+             "feedback": first_coil + 10 + index} for index, (connector, module) in enumerate(pairs)]
+
+
+AC_AND_ONE_DC = [
+    {"id": 1, "standard": "CCS", "max_power_kw": 150, "contactor_coil": 0, "meter": METER,
+     "controller": {"bus": "b", "device_id": 21}},
+    {"id": 2, "standard": "Type2", "max_power_kw": 22, "contactor_coil": 1, "meter": METER,
+     "controller": {"bus": "b", "device_id": 22}}]
+
+
+def test_without_links_one_dc_connector_has_every_module_hard_wired() -> None:
+    config = station_config(connectors=AC_AND_ONE_DC)
+    assert matrix_from_config(config) == {1: frozenset({"pm1", "pm2", "pm3", "pm4"})}
     engine = settings_from_config(config)
     assert (engine.policy, engine.module_dwell_s, engine.dc_min_w[Standard.GBT]) == (
         Policy.EQUAL_SHARE, 30.0, 5000)
 
 
-def test_a_given_matrix_and_allocation_section_are_read() -> None:
+def test_without_links_modules_wired_to_two_dc_connectors_are_refused() -> None:
+    with pytest.raises(ValidationError, match=r"modules \['pm1', 'pm2', 'pm3', 'pm4'\] reach DC connectors "
+                       r"\[1, 3\] .* add their link contactors as \[\[power_modules.links\]\]"):
+        station_config()
+    with pytest.raises(ValidationError, match=r"modules \['pm2'\] reach DC connectors \[1, 3\]"):
+        station_config(power_modules={"count": 4, "matrix": {"1": ["pm1", "pm2"],
+                                                             "3": ["pm2", "pm3", "pm4"]}})
+
+
+def test_hard_wired_modules_on_separate_dc_connectors_are_a_matrix() -> None:
+    config = station_config(power_modules={"count": 4, "matrix": {"1": ["pm1", "pm2"], "3": ["pm3", "pm4"]}})
+    assert matrix_from_config(config) == {1: frozenset({"pm1", "pm2"}), 3: frozenset({"pm3", "pm4"})}
+
+
+def test_links_make_the_matrix_and_the_allocation_section_is_read() -> None:
     matrix = {"1": ["pm1", "pm2", "pm3"], "3": ["pm3", "pm4"]}
-    config = station_config(power_modules={"count": 4, "matrix": matrix},
+    config = station_config(power_modules={"count": 4, "links": links(matrix)},
                             allocation={"policy": "first_come", "module_dwell_s": 10,
                                         "min_power_kw": {"CCS": 2}},
                             station={"max_power_kw": 100, "max_current_a": 160})
-    assert matrix_from_config(config)[3] == frozenset({"pm3", "pm4"})
+    assert matrix_from_config(config) == {1: frozenset({"pm1", "pm2", "pm3"}), 3: frozenset({"pm3", "pm4"})}
+    assert config.power_modules is not None
+    assert [link.key for link in config.power_modules.links] == ["pm1>1", "pm2>1", "pm3>1", "pm3>3", "pm4>3"]
+    same = station_config(power_modules={"count": 4, "links": links(matrix), "matrix": matrix})
+    assert matrix_from_config(same) == matrix_from_config(config), "a matrix equal to the links is fine"
     engine = settings_from_config(config)
     assert (engine.policy, engine.dc_min_w[Standard.CCS], engine.dc_min_w[Standard.CHADEMO]) == (
         Policy.FIRST_COME, 2000, 5000)
@@ -526,6 +557,24 @@ def test_a_given_matrix_and_allocation_section_are_read() -> None:
      "leaves modules \\['pm3'\\] unreachable"),
     ({"power_modules": {"count": 2, "matrix": {"2": ["pm1", "pm2"]}}}, "connector 2, which is not a DC"),
     ({"power_modules": {"count": 2, "matrix": {"9": ["pm1", "pm2"]}}}, "connector 9, which is not a DC"),
+    ({"power_modules": {"count": 2, "links": links({"1": ["pm1", "pm3"]})}}, "links names unknown modules"),
+    ({"power_modules": {"count": 2, "links": links({"1": ["pm1"], "3": ["pm1"]})}},
+     "links leaves modules \\['pm2'\\] unreachable"),
+    ({"power_modules": {"count": 1, "links": links({"1": ["pm1", "pm1"]})}},
+     "links \\['pm1>1'\\] are given more than once"),
+    ({"power_modules": {"count": 2, "links": links({"1": ["pm1", "pm2"]}),
+                        "matrix": {"1": ["pm1"], "3": ["pm2"]}}}, "differs from what the links connect"),
+    ({"power_modules": {"count": 1, "links": links({"2": ["pm1"]})}},
+     "links names connector 2, which is not a DC"),
+    ({"power_modules": {"count": 1, "links": links({"9": ["pm1"]})}},
+     "links names connector 9, which is not a DC"),
+    ({"power_modules": {"count": 2, "links": links({"1": ["pm1", "pm2"]}, first_coil=1)}},
+     "link pm1>1 coil and connector 2 coil are both on output 1"),
+    ({"power_modules": {"count": 2, "links": [{"connector": 1, "module": "pm1", "coil": 10},
+                                              {"connector": 3, "module": "pm2", "coil": 10}]}},
+     "link pm2>3 coil and link pm1>1 coil are both on output 10"),
+    ({"power_modules": {"count": 1, "links": [{"connector": 1, "module": "pm1", "coil": 10, "feedback": 0}]}},
+     "link pm1>1 feedback and estop are both on input 0"),
     ({"allocation": {"policy": "round_robin"}}, "policy"),
     ({"allocation": {"min_power_kw": {"Type2": 4}}}, "AC's minimum is ac_min_current_a"),
     ({"connectors": [{"id": 1, "standard": "CCS", "max_power_kw": 50, "contactor_coil": 0, "meter": METER,
@@ -544,8 +593,9 @@ def test_the_shipped_station_files_load_with_the_power_model_defaults(tmp_path: 
 
 
 def test_an_unusable_matrix_in_a_file_stops_start_up_naming_the_field(tmp_path: Path) -> None:
-    text = (REPO / "ops/station.sim.toml").read_text().replace(
-        "count = 6", 'count = 6\nmatrix = { 2 = ["pm1", "pm2", "pm3", "pm4", "pm5", "pm6"] }')
-    (tmp_path / "station.toml").write_text(text)
-    with pytest.raises(ConfigError, match="not a DC connector"):
+    text = (REPO / "ops/station.sim.toml").read_text()
+    link = '{ connector = 1, module = "pm1", coil = 10'
+    assert link in text
+    (tmp_path / "station.toml").write_text(text.replace(link, link.replace("connector = 1", "connector = 2")))
+    with pytest.raises(ConfigError, match=r"power_modules\.links names connector 2, which is not a DC"):
         load_station_config(tmp_path / "station.toml", data_dir=tmp_path)

@@ -26,6 +26,7 @@ from webapp.env import REPO_ROOT
 from workers.common.station_config import StationConfig, load_station_config
 from workers.drivers.controller import ControllerSnapshot, EvState
 from workers.drivers.imd import ImdSnapshot
+from workers.drivers.infypower import Setpoint
 from workers.drivers.io_module import ContactorFault, IoSnapshot
 from workers.smartw import faults
 from workers.smartw.hardware import HardwareError
@@ -65,6 +66,10 @@ class MemoryHardware:
             raise HardwareError("no answer")
         self.contactors[connector_id] = closed
 
+    async def set_link(self, module: str, connector_id: int, closed: bool) -> None:
+        if closed:
+            raise AssertionError("no module answers here, so none is linked")
+
     async def poll_controller(self, connector_id: int) -> ControllerSnapshot:
         return ControllerSnapshot(ev_state=EvState.A, soc=None, target_soc=None, ev_max_power_w=0.0,
                                   error_code=0)
@@ -84,7 +89,27 @@ class MemoryHardware:
 
 @dataclass
 class MemoryModules:
+    """The power modules as the guard sees them: on or off (this station model has none that
+    answer, so the allocation gives them nothing; tests/smartw/test_station_invariants.py covers
+    modules in service)."""
+
     on: bool = False
+    names: dict[int, str] = field(default_factory=dict)
+
+    def reading(self, address: int) -> None:
+        return None
+
+    def is_available(self, address: int) -> bool:
+        return False
+
+    def setpoint(self, address: int) -> Setpoint:
+        return Setpoint()
+
+    async def set_output(self, address: int, voltage_v: float, current_a: float) -> None:
+        raise AssertionError("no module answers here, so none is given a setpoint")
+
+    async def set_on(self, address: int, on: bool) -> None:
+        raise AssertionError("no module answers here, so none is switched on")
 
     async def switch_all_off(self) -> None:
         self.on = False

@@ -58,7 +58,8 @@ async def test_snapshot_shows_the_station_and_every_configured_connector(
 
     snapshot = await connect(hmi)
 
-    one, two = snapshot["connectors"]
+    one, two, *others = snapshot["connectors"]
+    assert [(c["id"], c["standard"]) for c in others] == [(3, "CHAdeMO"), (4, "GBT")]
     assert (one["id"], one["standard"], one["status"]) == (1, "CCS", "Charging")
     assert (one["power_w"], one["session_energy_wh"]) == (50_000, 12_345)
     assert (one["soc"], one["target_soc"]) == (42, 80)
@@ -194,7 +195,7 @@ async def test_invalid_value_in_a_key_shows_that_connector_as_unknown(
 
     snapshot = await connect(hmi)
 
-    assert [c["status"] for c in snapshot["connectors"]] == ["Unknown", "Charging"]
+    assert [c["status"] for c in snapshot["connectors"]] == ["Unknown", "Charging", "Unknown", "Unknown"]
 
 
 async def test_lost_redis_closes_the_socket_so_the_page_reconnects(

@@ -60,6 +60,10 @@ def test_json_reports_the_station_and_every_connector_from_the_bus(redis_client)
              "soc": 61.5, "transaction_id": 7},
             {"id": 2, "standard": "Type2", "status": "Unknown", "power_w": 0, "energy_wh": 0,
              "soc": None, "transaction_id": None},
+            {"id": 3, "standard": "CHAdeMO", "status": "Unknown", "power_w": 0, "energy_wh": 0,
+             "soc": None, "transaction_id": None},
+            {"id": 4, "standard": "GBT", "status": "Unknown", "power_w": 0, "energy_wh": 0,
+             "soc": None, "transaction_id": None},
         ],
     }
 
@@ -68,7 +72,7 @@ def test_json_says_unknown_when_no_service_ever_wrote_a_key(redis_client) -> Non
     report = json.loads(status("--json"))
 
     assert report["station"] == {"status": "Unknown", "estop": None, "io_online": None, "ocpp": None}
-    assert [c["status"] for c in report["connectors"]] == ["Unknown", "Unknown"]
+    assert [c["status"] for c in report["connectors"]] == ["Unknown"] * 4
 
 
 def test_table_shows_one_line_per_connector(redis_client) -> None:
@@ -80,7 +84,8 @@ def test_table_shows_one_line_per_connector(redis_client) -> None:
 
     assert "station: Unavailable  e-stop: pressed" in table
     rows = [line.split() for line in table.splitlines() if line[:3].strip().isdigit()]
-    assert [row[:3] for row in rows] == [["1", "CCS", "Unknown"], ["2", "Type2", "Faulted"]]
+    assert [row[:3] for row in rows] == [["1", "CCS", "Unknown"], ["2", "Type2", "Faulted"],
+                                         ["3", "CHAdeMO", "Unknown"], ["4", "GBT", "Unknown"]]
 
 
 def test_redis_down_prints_the_reason_on_stderr_and_exits_1(redis_client) -> None:

@@ -21,7 +21,7 @@ from workers.common.io_config import (
     IoPoint,
     check_distinct,
 )
-from workers.common.power_config import AllocationConfig, PowerModulesConfig
+from workers.common.power_config import AllocationConfig, ModuleLink, PowerModulesConfig
 
 
 class ConfigError(ValueError):
@@ -196,13 +196,16 @@ class IoModuleConfig(DeviceRef):
                              "or the module drops its outputs between polls")
         return self
 
-    def check_addresses(self, connectors: list[ConnectorConfig]) -> None:
+    def check_addresses(self, connectors: list[ConnectorConfig], links: tuple[ModuleLink, ...] = ()) -> None:
         """No two signals on one input, no two loads on one output (inputs read as coils
-        share the coil table with the outputs)."""
+        share the coil table with the outputs); module links count like connector contactors."""
         inputs = {signal.value: point.address for signal, point in self.inputs.wired()}
         inputs |= {f"connector {c.id} feedback": c.contactor_feedback.address
                    for c in connectors if c.contactor_feedback is not None}
+        inputs |= {f"link {link.key} feedback": link.feedback.address
+                   for link in links if link.feedback is not None}
         outputs = {f"connector {c.id} coil": c.contactor_coil for c in connectors}
+        outputs |= {f"link {link.key} coil": link.coil for link in links}
         outputs |= {f"fans[{index}]": address for index, address in enumerate(self.fans)}
         if self.inputs_function == 1:
             check_distinct("coil", inputs | outputs)
@@ -283,7 +286,8 @@ class StationConfig(_Model):
         if len(set(ids)) != len(ids):
             raise ValueError(f"connector ids must be unique, got {ids}")
         refs = [("io_module", self.io_module.bus)]
-        self.io_module.check_addresses(self.connectors)
+        links = self.power_modules.links if self.power_modules is not None else ()
+        self.io_module.check_addresses(self.connectors, links)
         if self.imd is not None:
             refs.append(("imd", self.imd.bus))
         if self.station.meter is not None:
@@ -298,22 +302,14 @@ class StationConfig(_Model):
 
     @model_validator(mode="after")
     def _check_matrix_connectors(self) -> StationConfig:
-        matrix = self.power_modules.matrix if self.power_modules is not None else None
-        dc_ids = {c.id for c in self.connectors if c.is_dc}
-        for connector_id in matrix or {}:
-            if connector_id not in dc_ids:
-                raise ValueError(f"power_modules.matrix names connector {connector_id}, which is not a "
-                                 f"DC connector (DC connectors: {sorted(dc_ids)})")
+        self.module_matrix()  # raises naming a connector that is not DC, or shared hard-wiring
         return self
 
     def module_matrix(self) -> dict[int, tuple[str, ...]]:
-        """DC connector id -> the power modules its contactors can connect (the default: all)."""
+        """DC connector id -> the power modules that can reach it (power_config.PowerModulesConfig.reach)."""
         if self.power_modules is None:
             return {}
-        if self.power_modules.matrix is not None:
-            return dict(self.power_modules.matrix)
-        names = self.power_modules.module_names()
-        return {c.id: names for c in self.connectors if c.is_dc}
+        return self.power_modules.reach({c.id for c in self.connectors if c.is_dc})
 
     def connector(self, connector_id: int) -> ConnectorConfig:
         for connector in self.connectors:

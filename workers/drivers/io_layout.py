@@ -105,7 +105,8 @@ class IoLayout(Protocol):
 
 @dataclass(frozen=True)
 class BitsLayout:
-    """Coils out (FC05 each), discrete inputs in (FC02), or inputs in the coil table (FC01)."""
+    """Coils out (FC05 for one, FC15 for a run of consecutive ones), discrete inputs in (FC02),
+    or inputs in the coil table (FC01)."""
 
     device_id: int
     inputs_device_id: int
@@ -118,8 +119,11 @@ class BitsLayout:
         return WireBit(self.device_id, FunctionCode.READ_COILS, address)
 
     async def write(self, hub: ModbusHub, outputs: Mapping[int, bool], changed: set[int]) -> None:
-        for address in sorted(changed):
-            await hub.write_coil(self.device_id, address, outputs[address])
+        for first, count in consecutive_runs(changed):
+            if count == 1:
+                await hub.write_coil(self.device_id, first, outputs[first])
+            else:
+                await hub.write_coils(self.device_id, first, [outputs[first + i] for i in range(count)])
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,17 @@ class RegisterBitmaskLayout:
 
     async def write(self, hub: ModbusHub, outputs: Mapping[int, bool], changed: set[int]) -> None:
         await hub.write_registers(self.device_id, self.output_register, output_words(outputs))
+
+
+def consecutive_runs(addresses: set[int]) -> list[tuple[int, int]]:
+    """(first address, count) of each run of consecutive addresses, in order."""
+    runs: list[tuple[int, int]] = []
+    for address in sorted(addresses):
+        if runs and runs[-1][0] + runs[-1][1] == address:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((address, 1))
+    return runs
 
 
 def output_words(outputs: Mapping[int, bool]) -> list[int]:

@@ -1,7 +1,10 @@
 """The station's IO module: e-stop, door, IMD alarm and other inputs; contactor coils and their
-feedback contacts; cabinet fans. The wiring is data (station.toml `[io_module]` and each
-connector's `contactor_coil` / `contactor_feedback`), the module family a layout
-(workers/drivers/io_layout.py), so an ICP DAS and an Owen cabinet run the same code.
+feedback contacts; cabinet fans. The wiring is data (station.toml `[io_module]`, each
+connector's `contactor_coil` / `contactor_feedback`, and the power modules' link contactors
+`[[power_modules.links]]`), the module family a layout (workers/drivers/io_layout.py), so an
+ICP DAS and an Owen cabinet run the same code. A link contactor is a contactor like a
+connector's, keyed by `link_key` ("pm3>1") where a connector's is keyed by its id, so its
+read-back, feedback and faults come in the same snapshot maps.
 
 `poll()` reads every input and the outputs' read-back in the fewest requests and returns one
 typed snapshot. The driver keeps the desired output image itself and writes from it, never
@@ -31,6 +34,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from workers.common.io_config import InputSignal, IoPoint
+from workers.common.power_config import link_key
 from workers.common.station_config import IoModuleConfig, StationConfig
 from workers.drivers.errors import DeviceError
 from workers.drivers.io_layout import WireBit, layout_for, plan_reads, read_image
@@ -44,6 +48,9 @@ SAFE_VALUE_COIL_BASE = 128  # + output channel: the value the output takes on a 
 WATCHDOG_ENABLE_COIL = 260
 WATCHDOG_TIMEOUT_REGISTER = 40488
 WATCHDOG_UNIT_S = 0.1
+
+
+ContactorKey = int | str  # a connector's id, or a module link's `link_key` ("pm3>1")
 
 
 class ContactorFault(StrEnum):
@@ -68,17 +75,18 @@ class IoSnapshot:
     breaker_tripped: bool | None = None
     fan_alarm: bool | None = None
     fans_on: bool | None = None  # read-back of the fan output(s); None without fans
-    contactors_closed: Mapping[int, bool] = field(default_factory=dict)  # coil read-back
-    contactor_feedback: Mapping[int, bool] = field(default_factory=dict)  # connectors with feedback
-    contactor_faults: Mapping[int, ContactorFault] = field(default_factory=dict)
+    contactors_closed: Mapping[ContactorKey, bool] = field(default_factory=dict)  # coil read-back
+    contactor_feedback: Mapping[ContactorKey, bool] = field(default_factory=dict)  # those with feedback
+    contactor_faults: Mapping[ContactorKey, ContactorFault] = field(default_factory=dict)
     outputs_as_commanded: bool = True  # False: the module dropped or changed outputs (watchdog, reset)
 
 
 class IoModule:
-    """The IO module(s) behind one hub; `contactors` maps connector id -> its wiring."""
+    """The IO module(s) behind one hub; `contactors` maps connector id (or link key) -> its wiring."""
 
-    def __init__(self, hub: ModbusHub, config: IoModuleConfig, contactors: Mapping[int, ContactorWiring],
-                 *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, hub: ModbusHub, config: IoModuleConfig,
+                 contactors: Mapping[ContactorKey, ContactorWiring], *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.hub = hub
         self.config = config
         self.contactors = MappingProxyType(dict(contactors))
@@ -96,7 +104,10 @@ class IoModule:
     @classmethod
     def from_config(cls, config: StationConfig, hubs: Mapping[str, ModbusHub]) -> IoModule:
         io = config.io_module
-        wiring = {c.id: ContactorWiring(c.contactor_coil, c.contactor_feedback) for c in config.connectors}
+        wiring: dict[ContactorKey, ContactorWiring] = {
+            c.id: ContactorWiring(c.contactor_coil, c.contactor_feedback) for c in config.connectors}
+        links = config.power_modules.links if config.power_modules is not None else ()
+        wiring |= {link.key: ContactorWiring(link.coil, link.feedback) for link in links}
         return cls(hubs[io.bus], io, wiring)
 
     @property
@@ -106,9 +117,19 @@ class IoModule:
 
     async def set_contactor(self, connector_id: int, closed: bool) -> None:
         """Switch a connector's contactor coil; KeyError for a connector the module does not drive."""
-        wiring = self.contactors[connector_id]
-        await self._set_outputs({wiring.coil: closed})
-        self._note_coil(connector_id, closed and not self._estop_pressed)
+        await self._switch(connector_id, closed)
+
+    async def set_link(self, module: str, connector_id: int, closed: bool) -> None:
+        """Switch the link contactor between a power module and a DC connector; KeyError for a
+        link station.toml does not wire."""
+        await self._switch(link_key(module, connector_id), closed)
+
+    async def open_all(self) -> None:
+        """Every contactor and link coil off in one image update (one request per run of
+        consecutive coils): a silent module costs one timeout, not one per coil."""
+        await self._set_outputs({wiring.coil: False for wiring in self.contactors.values()})
+        for key in self.contactors:
+            self._note_coil(key, False)
 
     async def set_fans(self, on: bool) -> None:
         """Switch every fan output (nothing to do on a cabinet without fans)."""
@@ -133,13 +154,13 @@ class IoModule:
         signals = {signal: point.active(image.level(self.layout.input_bit(point.address)))
                    for signal, point in self.config.inputs.wired()}
         self._estop_pressed = signals[InputSignal.ESTOP]
-        coils = {cid: image.level(self.layout.output_bit(w.coil)) for cid, w in self.contactors.items()}
-        for connector_id, on in coils.items():
-            self._note_coil(connector_id, on and not self._estop_pressed, now)
-        feedback = {cid: w.feedback.active(image.level(self.layout.input_bit(w.feedback.address)))
-                    for cid, w in self.contactors.items() if w.feedback is not None}
-        faults = {cid: fault for cid, closed in feedback.items()
-                  if (fault := self._feedback_fault(cid, closed, now)) is not None}
+        coils = {key: image.level(self.layout.output_bit(w.coil)) for key, w in self.contactors.items()}
+        for key, on in coils.items():
+            self._note_coil(key, on and not self._estop_pressed, now)
+        feedback = {key: w.feedback.active(image.level(self.layout.input_bit(w.feedback.address)))
+                    for key, w in self.contactors.items() if w.feedback is not None}
+        faults = {key: fault for key, closed in feedback.items()
+                  if (fault := self._feedback_fault(key, closed, now)) is not None}
         read_back = {address: image.level(self.layout.output_bit(address)) for address in self._outputs}
         fans = [read_back[address] for address in self.config.fans]
         return IoSnapshot(
@@ -177,6 +198,11 @@ class IoModule:
     def requests_per_poll(self) -> int:
         return len(self._reads)
 
+    async def _switch(self, key: ContactorKey, closed: bool) -> None:
+        wiring = self.contactors[key]
+        await self._set_outputs({wiring.coil: closed})
+        self._note_coil(key, closed and not self._estop_pressed)
+
     async def _set_outputs(self, changes: Mapping[int, bool]) -> None:
         """Update the desired image, then write it; outputs whose write failed are sent again
         with the next write."""
@@ -185,14 +211,14 @@ class IoModule:
         await self.layout.write(self.hub, self.outputs, set(self._unconfirmed))
         self._unconfirmed.clear()
 
-    def _note_coil(self, connector_id: int, on: bool, now: float | None = None) -> None:
-        if self._coil_on[connector_id] != on:
-            self._coil_on[connector_id] = on
-            self._coil_changed_at[connector_id] = self._clock() if now is None else now
+    def _note_coil(self, key: ContactorKey, on: bool, now: float | None = None) -> None:
+        if self._coil_on[key] != on:
+            self._coil_on[key] = on
+            self._coil_changed_at[key] = self._clock() if now is None else now
 
-    def _feedback_fault(self, connector_id: int, closed: bool, now: float) -> ContactorFault | None:
-        coil_on = self._coil_on[connector_id]
-        if closed == coil_on or now - self._coil_changed_at[connector_id] < self.config.feedback_timeout_s:
+    def _feedback_fault(self, key: ContactorKey, closed: bool, now: float) -> ContactorFault | None:
+        coil_on = self._coil_on[key]
+        if closed == coil_on or now - self._coil_changed_at[key] < self.config.feedback_timeout_s:
             return None
         return ContactorFault.NOT_CLOSING if coil_on else ContactorFault.WELDED
 

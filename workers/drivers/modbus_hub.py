@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 TCP_RETRIES = 0  # TCP delivers or fails; a missing answer means the device is gone
 MAX_READ_REGISTERS = 125  # Modbus limit per read request (Application Protocol §6.3)
 MAX_READ_BITS = 2000
-WRITE_COIL, WRITE_REGISTERS = 5, 16
+WRITE_COIL, WRITE_COILS, WRITE_REGISTERS = 5, 15, 16
 EXCEPTION_BIT = 0x80
 RTU_CRC_BYTES = 2
 SHOWN_BYTES = 8  # how much of an unusable answer an error message quotes
@@ -151,6 +151,14 @@ class ModbusHub:
         """Write one coil (FC05)."""
         await self._transact(_Request(device_id, WRITE_COIL, address, 1),
                              lambda: self._client.write_coil(address, value, device_id=device_id))
+
+    async def write_coils(self, device_id: int, address: int, values: list[bool]) -> None:
+        """Write consecutive coils (FC15) in one request: a safe state reaches every output in
+        one exchange, and a silent module costs one timeout, not one per coil."""
+        if not values:
+            raise ValueError("write_coils needs at least one value")
+        await self._transact(_Request(device_id, WRITE_COILS, address, len(values)),
+                             lambda: self._client.write_coils(address, values, device_id=device_id))
 
     async def write_registers(self, device_id: int, address: int, values: list[int]) -> None:
         """Write holding registers (FC16), in one request so the device sees them together."""
@@ -288,7 +296,7 @@ def _rtu_answer_length(frame: bytes) -> int | None:
         return 5
     if function_code in _READS:
         return 5 + frame[2] if len(frame) >= 3 else None
-    if function_code in (WRITE_COIL, WRITE_REGISTERS):
+    if function_code in (WRITE_COIL, WRITE_COILS, WRITE_REGISTERS):
         return 8
     return None
 
@@ -319,8 +327,8 @@ def _mismatch(request: _Request, response: ModbusPDU) -> str | None:
             return f"answer carries {len(response.registers)} registers, asked for {request.count}"
     elif response.address != request.address:
         return f"answer confirms address {response.address}, not {request.address}"
-    elif request.function_code == WRITE_REGISTERS and response.count != request.count:
-        return f"answer confirms {response.count} registers written, not {request.count}"
+    elif request.function_code in (WRITE_COILS, WRITE_REGISTERS) and response.count != request.count:
+        return f"answer confirms {response.count} values written, not {request.count}"
     return None
 
 

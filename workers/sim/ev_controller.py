@@ -170,15 +170,18 @@ class SimulatedController:
 
     # ---- physics -----------------------------------------------------------------
 
-    def step(self, *, live: bool, dt_s: float) -> float:
-        """Move the session on; `live` = the contactor is closed (and e-stop released).
-        Returns the power delivered, W."""
+    def step(self, *, live: bool, dt_s: float, supply_a: float | None = None) -> float:
+        """Move the session on; `live` = the contactor is closed (and e-stop released);
+        `supply_a` = what the power modules feeding the output deliver now (None: the
+        controller powers its EV itself). Returns the power delivered, W."""
         self._expire_lease()
         if self.session is None:
             return 0.0
         halted = self.in_bootloader or self._session_faults.has(INTERNAL) or not self.command.available
-        offer = Offer(enabled=self.command.enabled and not halted, live=live and not halted,
-                      limits=self.command.limits)
+        limits = self.command.limits
+        if supply_a is not None and (limits.current_a is None or supply_a < limits.current_a):
+            limits = replace(limits, current_a=supply_a)
+        offer = Offer(enabled=self.command.enabled and not halted, live=live and not halted, limits=limits)
         faults = frozenset(EvFault(kind) for kind in self._session_faults.faults if kind != INTERNAL)
         self.session.step(offer, faults, dt_s)
         return self.session.view().power_w

@@ -7,8 +7,10 @@ address rules (workers/drivers/io_layout.py), so both always agree on where a ch
   the fan unit's alarm, and each contactor's auxiliary contact. ICP DAS modules also serve the
   inputs in the coil table and Owen modules answer FC03 and FC04 alike, so both are served.
 - A contact follows its coil `feedback_delay_s` after the coil changes (real contactors take
-  20-100 ms). The e-stop is wired into the coil circuit: pressing it drops every coil.
-  Faults: `weldN` (connector N's contact stays closed once it has closed), `contactor_stuck_open`
+  20-100 ms). The e-stop is wired into the coil circuit: pressing it drops every coil. The
+  power modules' link contactors (`[[power_modules.links]]`) are contactors like the
+  connectors', keyed by `link_key` ("pm3>1"). Faults: `weldN` (connector N's contact stays
+  closed once it has closed), `weld_pm3_1` (the same for link pm3>1), `contactor_stuck_open`
   (no contact closes), `fan` (the fan alarm input, if wired).
 - Host watchdog: the outputs drop to their safe values when the host has not talked to the
   outputs' module for the watchdog time; the host's next write sets them. "bits" modules
@@ -33,6 +35,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import SimDevice
 
 from workers.common.io_config import InputSignal, IoPoint
+from workers.common.power_config import link_key
 from workers.common.station_config import StationConfig
 from workers.drivers.io_layout import WireBit, layout_for
 from workers.drivers.io_module import (
@@ -40,6 +43,7 @@ from workers.drivers.io_module import (
     WATCHDOG_ENABLE_COIL,
     WATCHDOG_TIMEOUT_REGISTER,
     WATCHDOG_UNIT_S,
+    ContactorKey,
 )
 from workers.drivers.registers import FunctionCode
 from workers.sim import devices
@@ -74,10 +78,13 @@ class SimIoModule(HasFaults):
                  feedback_delay_s: float = FEEDBACK_DELAY_S) -> None:
         self.config = config.io_module
         self.layout = layout_for(self.config)
-        self.coils = {c.id: c.contactor_coil for c in config.connectors}
-        self.feedback = {c.id: c.contactor_feedback for c in config.connectors
-                         if c.contactor_feedback is not None}
-        kinds = (*(f"weld{cid}" for cid in sorted(self.coils)), "contactor_stuck_open", "fan")
+        links = config.power_modules.links if config.power_modules is not None else ()
+        self.coils: dict[ContactorKey, int] = {c.id: c.contactor_coil for c in config.connectors}
+        self.coils |= {link.key: link.coil for link in links}
+        self.feedback: dict[ContactorKey, IoPoint] = {
+            c.id: c.contactor_feedback for c in config.connectors if c.contactor_feedback is not None}
+        self.feedback |= {link.key: link.feedback for link in links if link.feedback is not None}
+        kinds = (*(_weld_kind(key) for key in self.coils), "contactor_stuck_open", "fan")
         self._faults = FaultState(self.name, kinds)
         self._imd_alarm = imd_alarm
         self._delay_s = feedback_delay_s
@@ -105,15 +112,21 @@ class SimIoModule(HasFaults):
 
     # ---- the world -------------------------------------------------------------------
 
-    def contacts_closed(self, connector_id: int) -> bool:
-        """The contactor's contacts (what its feedback contact reports)."""
-        return self._contacts[connector_id]
+    def contacts_closed(self, key: ContactorKey) -> bool:
+        """The contactor's contacts (what its feedback contact reports); `key`: a connector id
+        or a link's `link_key`."""
+        return self._contacts[key]
 
-    def conducts(self, connector_id: int) -> bool:
-        """Whether the EV can draw power: the coil energised (as of the last settle) and the
-        contacts closed. Opening counts at once, so no power flows after the host cleared the
-        coil even while the contacts are still moving (or welded: arcs are not modelled)."""
-        return self._coil_on[connector_id] and self._contacts[connector_id]
+    def conducts(self, key: ContactorKey) -> bool:
+        """Whether power can flow through the contactor (a connector id, or a link's
+        `link_key`): the coil energised (as of the last settle) and the contacts closed.
+        Opening counts at once, so no power flows after the host cleared the coil even while
+        the contacts are still moving (or welded: arcs are not modelled)."""
+        return self._coil_on[key] and self._contacts[key]
+
+    def link_conducts(self, module: str, connector_id: int) -> bool:
+        """Whether module `module` is connected to DC connector `connector_id` now."""
+        return self.conducts(link_key(module, connector_id))
 
     async def set_estop(self, pressed: bool) -> None:
         self.estop_pressed = pressed
@@ -200,8 +213,8 @@ class SimIoModule(HasFaults):
                   InputSignal.BREAKER: False, InputSignal.FAN_ALARM: self._faults.has("fan")}
         for signal, point in self.config.inputs.wired():
             yield point, states[signal]
-        for connector_id, point in self.feedback.items():
-            yield point, self._contacts[connector_id]
+        for key, point in self.feedback.items():
+            yield point, self._contacts[key]
 
     def _input_wire(self, address: int) -> list[WireBit]:
         """Where an input shows: the driver's place, and the twin table the family also serves."""
@@ -281,17 +294,17 @@ class SimIoModule(HasFaults):
         if self._server is None:
             return
         now = asyncio.get_running_loop().time()
-        for connector_id, coil in self.coils.items():
+        for key, coil in self.coils.items():
             on = await self._read_output(coil) and not self.estop_pressed
-            if on != self._coil_on[connector_id]:
-                self._coil_on[connector_id], self._coil_changed_at[connector_id] = on, now
-            if now - self._coil_changed_at[connector_id] >= self._delay_s - _TIMER_SLACK_S:
-                self._contacts[connector_id] = self._contact_state(connector_id, on)
+            if on != self._coil_on[key]:
+                self._coil_on[key], self._coil_changed_at[key] = on, now
+            if now - self._coil_changed_at[key] >= self._delay_s - _TIMER_SLACK_S:
+                self._contacts[key] = self._contact_state(key, on)
         await self._write_inputs()
 
-    def _contact_state(self, connector_id: int, coil_on: bool) -> bool:
-        if self._faults.has(f"weld{connector_id}"):
-            return self._contacts[connector_id] or coil_on
+    def _contact_state(self, key: ContactorKey, coil_on: bool) -> bool:
+        if self._faults.has(_weld_kind(key)):
+            return self._contacts[key] or coil_on
         return coil_on and not self._faults.has("contactor_stuck_open")
 
     async def _write_inputs(self) -> None:
@@ -336,6 +349,11 @@ class SimIoModule(HasFaults):
             await self._server.async_setValues(device_id, table, address, values)
         finally:
             self._internal = False
+
+
+def _weld_kind(key: ContactorKey) -> str:
+    """The fault kind welding a contactor: "weld1" (connector 1), "weld_pm3_1" (link pm3>1)."""
+    return f"weld{key}" if isinstance(key, int) else "weld_" + key.replace(">", "_")
 
 
 def _extent(addresses: set[int] | None) -> int:

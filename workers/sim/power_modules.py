@@ -11,16 +11,18 @@ DATA_INVALID; set commands are acknowledged by echoing their payload (a modellin
 
 Fault kinds (`manage.py sim fault pmN KIND`): "overtemp", "fault" and "input_uv" shut the
 output down (their alarm bit and PROTECTION); "fan" raises FAN_FAULT and halves the power
-limit. Offline: the module neither answers nor hears (so its silence timer runs).
+limit. Offline: the module neither answers nor hears (so its silence timer runs) and
+delivers nothing, as if its supply or its CAN connector were pulled.
 
 The load model, kept simple: while `apply_load(Load(battery_voltage_v, demand_a))` is in
 force (the connector's contactor is closed), the battery holds the output terminals at its
 voltage, and the current ramps toward min(EV demand, current setpoint, rated current, power
 limit / battery voltage), or toward 0 if the module is off or its voltage setpoint is below
 the battery's (the output diode blocks). With no load (`apply_load(None)`), the output is an
-open circuit: no current, voltage ramps toward the setpoint. The simulated station calls
-`apply_load` every tick with each connector's EV; `advance(dt)` moves time (the bank's own
-ticker does it in the running simulator).
+open circuit: no current, voltage ramps toward the setpoint. The simulated station
+(workers/sim/station.py) calls `apply_load` every tick on every module: the EV's share on a
+module whose link contactor to the EV's connector conducts, None on the others;
+`advance(dt)` moves time (the bank's own ticker does it in the running simulator).
 """
 
 from __future__ import annotations
@@ -139,7 +141,18 @@ class SimulatedPowerModule(HasFaults):
 
     @property
     def delivering(self) -> bool:
-        return self.commanded_on and not self.shut_down
+        return self.commanded_on and not self.shut_down and self.online
+
+    def available_a(self, battery_voltage_v: float) -> float:
+        """The most this module can push into a battery at that voltage now: 0 when it is not
+        delivering or its voltage setpoint is below the battery's (the output diode blocks)."""
+        if not self.delivering or self._target_voltage_v() < battery_voltage_v:
+            return 0.0
+        return min(self.set_current_a, self.rating.max_current_a, self._power_limit_a(battery_voltage_v))
+
+    def _power_limit_a(self, battery_voltage_v: float) -> float:
+        derating = FAN_FAULT_POWER_FACTOR if "fan" in self._faults.faults else 1.0
+        return self.rating.rated_power_w * derating / max(battery_voltage_v, 1.0)
 
     def advance(self, dt_s: float) -> None:
         self.silent_for_s += dt_s
@@ -164,14 +177,10 @@ class SimulatedPowerModule(HasFaults):
 
     def _advance_loaded(self, load: Load, dt_s: float) -> None:
         self.voltage_v = load.battery_voltage_v
-        target_a, self.power_limited = 0.0, False
-        if self.delivering and self._target_voltage_v() >= load.battery_voltage_v:
-            power_w = self.rating.rated_power_w * (FAN_FAULT_POWER_FACTOR if "fan" in self._faults.faults
-                                                   else 1.0)
-            by_power_a = power_w / max(load.battery_voltage_v, 1.0)
-            by_setting_a = min(self.set_current_a, self.rating.max_current_a)
-            target_a = min(max(load.demand_a, 0.0), by_setting_a, by_power_a)
-            self.power_limited = by_power_a < min(by_setting_a, load.demand_a)
+        available_a = self.available_a(load.battery_voltage_v)
+        target_a = min(max(load.demand_a, 0.0), available_a)
+        by_setting_a = min(self.set_current_a, self.rating.max_current_a)
+        self.power_limited = available_a > 0 and available_a < min(by_setting_a, load.demand_a)
         self.current_a = _approach(self.current_a, target_a, self.ramp.current_a_per_s * dt_s)
 
     def status(self) -> StatusFlag:

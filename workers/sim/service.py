@@ -45,10 +45,11 @@ class SimHardware:
 
     @classmethod
     async def start(cls, config: StationConfig, run_dir: Path) -> SimHardware:
-        station = SimStation(config, run_dir / STATE_FILE)
+        """The power modules feed the DC connectors through the station's link contactors."""
+        modules = SimulatedCanBus.from_config(config.power_modules) if config.power_modules else None
+        station = SimStation(config, run_dir / STATE_FILE, modules.bank if modules is not None else None)
         reader_class = SimulatedPn532 if config.rfid.driver == "pn532" else SimulatedReader
         reader: SimulatedCardReader = reader_class(Path(config.rfid.port))
-        modules = SimulatedCanBus.from_config(config.power_modules) if config.power_modules else None
         reader.open()
         try:
             if modules is not None:

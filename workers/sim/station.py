@@ -7,7 +7,9 @@ offline or given wire faults (workers/sim/modbus_answers.py, `wire_switches()`).
 `tick()` moves the world on: an EV draws power only while its connector's contactor is closed
 (the IO module's model, workers/sim/io_module.py: coil, feedback delay, faults, host watchdog),
 its controller's `enable` is 1 and the e-stop is released (the e-stop is wired into the
-contactor circuit, as on a real station), at min(power limit, EV max, taper); meters
+contactor circuit, as on a real station), at min(power limit, EV max, taper); with
+`[power_modules]`, a DC EV's current also comes only from the modules linked to its connector
+(workers/sim/dc_supply.py), so it is at most what they deliver; meters
 integrate energy (monotonic, kept across simulator restarts in a small state file) and
 controllers report the EV's state. The world is read from and written to the
 servers' registers (`async_getValues`/`async_setValues`), so a driver sees only the wire.
@@ -36,6 +38,7 @@ from workers.common.station_config import (
 from workers.drivers.controllers import ControllerConfigError
 from workers.drivers.meter import MeterSnapshot
 from workers.sim import devices
+from workers.sim.dc_supply import ModuleSupply, ev_load
 from workers.sim.ev import SimulatedEv
 from workers.sim.ev_controller import SimulatedController
 from workers.sim.ev_controller_wire import port_of
@@ -45,6 +48,7 @@ from workers.sim.io_module import SimIoModule
 from workers.sim.mercury_port import MercuryLinkError
 from workers.sim.meters import SimMeter, SimMeterError
 from workers.sim.modbus_answers import DeviceAnswers, device_switch
+from workers.sim.power_modules import PowerModuleBank
 from workers.sim.rtu_line import LineLinkError, SimulatedRtuBus
 
 log = logging.getLogger(__name__)
@@ -92,7 +96,11 @@ class _BusDevices:
 
 
 class SimStation:
-    def __init__(self, config: StationConfig, state_path: Path) -> None:
+    """`power_modules`: the simulated modules of `[power_modules]` (the sim service's bank);
+    without them (or without that section) DC controllers power their EVs themselves."""
+
+    def __init__(self, config: StationConfig, state_path: Path,
+                 power_modules: PowerModuleBank | None = None) -> None:
         self.config = config
         self.state_path = state_path
         saved = _load_energies(state_path)
@@ -108,6 +116,13 @@ class SimStation:
         self.io = SimIoModule(config, imd_alarm=lambda: self.imd is not None and self.imd.alarm_active)
         self.buses = _plan_buses(config, self.io, self.imd, self._meters())
         self.servers: dict[str, ModbusTcpServer | ModbusSerialServer] = {}
+        self.supply = (ModuleSupply(config.power_modules, config.module_matrix(), self.io, power_modules)
+                       if config.power_modules is not None and power_modules is not None else None)
+
+    @property
+    def links_opened_under_load(self) -> int:
+        """Module links that opened while their module carried current (not by the e-stop)."""
+        return self.supply.links_opened_under_load if self.supply is not None else 0
 
     async def start(self) -> None:
         """Listen on every bus's port; the devices start idle (no EV, coils off, e-stop released)."""
@@ -183,14 +198,23 @@ class SimStation:
         await self.io.tick()
         if self.imd is not None:
             await self.imd.tick()
+        estop = self.io.estop_pressed
+        if self.supply is not None:
+            self.supply.update({cid: ev_load(c.controller) if self._live(c, estop) else None
+                                for cid, c in self.connectors.items() if c.config.is_dc}, estop=estop)
         for connector in self.connectors.values():
-            await self._step(connector, dt_s, self.io.estop_pressed)
+            await self._step(connector, dt_s, estop)
         self.station_energy_wh += self._station_power_w() * dt_s / 3600.0
         await self._show_station_meter()
 
+    def _live(self, connector: SimConnector, estop: bool) -> bool:
+        return self.io.conducts(connector.config.id) and not estop
+
     async def _step(self, connector: SimConnector, dt_s: float, estop: bool) -> None:
-        closed = self.io.conducts(connector.config.id) and not estop
-        connector.power_w = connector.controller.step(live=closed, dt_s=dt_s)
+        closed = self._live(connector, estop)
+        supply_a = (self.supply.current_a(connector.config.id)
+                    if self.supply is not None and connector.config.is_dc else None)
+        connector.power_w = connector.controller.step(live=closed, dt_s=dt_s, supply_a=supply_a)
         connector.energy_wh += connector.power_w * dt_s / 3600.0
         await self._show(connector, contactor_closed=closed)
 

@@ -55,6 +55,7 @@ class ConnectorRuntime:
     finishing: bool = False
     allocated_w: float = 0.0
     stopping: bool = False
+    operative: bool = True  # own and station availability (availability.py writes it)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -89,6 +90,7 @@ class ConnectorRuntime:
             start_pending=self.pending is not None,
             finishing=self.finishing,
             interlock=self.interlock,
+            operative=self.operative,
         )
 
     def snapshot(self, station_fault: Fault | None) -> ConnectorState:
@@ -107,4 +109,5 @@ class ConnectorRuntime:
             session_id=session.session_id if session else None,
             id_tag=session.id_tag if session else (self.pending.id_tag if self.pending else None),
             session_started_at=session.started_at if session else None,
+            operative=self.operative,
         )

@@ -14,6 +14,11 @@ from workers.drivers.controller import ControllerSnapshot
 from workers.drivers.imd import ImdSnapshot
 from workers.drivers.io_module import IoSnapshot
 
+# An offer of energy holds this long unless smartw's cycle (every IO poll period) renews it, so
+# a dead or hung smartw, or a lost bus, leaves every controller without output (safety
+# invariant 4). Controllers without a lease register ignore it (docs/controller-protocol.md).
+OUTPUT_LEASE_S = 2.0
+
 
 class HardwareError(Exception):
     """A device did not answer or refused a command."""
@@ -33,6 +38,12 @@ class StationHardware(Protocol):
         """Close or open a connector's contactor through the IO module."""
         ...
 
+    async def set_link(self, module: str, connector_id: int, closed: bool) -> None:
+        """Close or open the link contactor between a power module (pm1..pmN) and a DC
+        connector (`[[power_modules.links]]`) through the IO module. The caller ramps the
+        module's current to zero first (safety invariant 3)."""
+        ...
+
     async def poll_controller(self, connector_id: int) -> ControllerSnapshot:
         """Read the connector's charge controller."""
         ...
@@ -42,9 +53,9 @@ class StationHardware(Protocol):
         ...
 
     async def open_all(self, *, emergency: bool) -> None:
-        """Safe state: every controller disabled, every contactor open (best effort, never
-        raises). `emergency` opens the contactors first; otherwise the controllers go to zero
-        first so no contactor opens under load."""
+        """Safe state: every controller disabled, every contactor and module link open (best
+        effort, never raises). `emergency` opens the contactors and links first; otherwise the
+        controllers go to zero first so no contactor opens under load."""
         ...
 
     async def close(self) -> None:

@@ -1,5 +1,5 @@
-"""`StationHardware` over the drivers: the IO module, the insulation monitor and the charge
-controllers on Modbus.
+"""`StationHardware` over the drivers: the IO module (connector contactors and the power
+modules' link contactors), the insulation monitor and the charge controllers on Modbus.
 
 The same code drives the simulator and a real cabinet; only station.toml differs.
 """
@@ -14,14 +14,10 @@ from workers.drivers.errors import DeviceError
 from workers.drivers.imd import Imd, ImdSnapshot
 from workers.drivers.io_module import IoModule, IoSnapshot
 from workers.drivers.modbus_hub import open_hubs
-from workers.smartw.hardware import HardwareError
+from workers.smartw.hardware import OUTPUT_LEASE_S, HardwareError
 
 log = logging.getLogger(__name__)
 
-# An offer of energy holds this long unless smartw's cycle (every IO poll period) renews it, so
-# a dead or hung smartw, or a lost bus, leaves every controller without output (safety
-# invariant 4). Controllers without a lease register ignore it (docs/controller-protocol.md).
-OUTPUT_LEASE_S = 2.0
 
 
 class ModbusStationHardware:
@@ -51,6 +47,12 @@ class ModbusStationHardware:
         except DeviceError as error:
             raise HardwareError(str(error)) from error
 
+    async def set_link(self, module: str, connector_id: int, closed: bool) -> None:
+        try:
+            await self.io.set_link(module, connector_id, closed)
+        except DeviceError as error:
+            raise HardwareError(str(error)) from error
+
     async def poll_controller(self, connector_id: int) -> ControllerSnapshot:
         try:
             return await self.controllers[connector_id].poll()
@@ -77,11 +79,11 @@ class ModbusStationHardware:
                 log.error("connector %s: cannot disable controller: %s", connector_id, error)
 
     async def _open_contactors(self) -> None:
-        for connector_id in self.controllers:
-            try:
-                await self.io.set_contactor(connector_id, False)
-            except DeviceError as error:
-                log.error("connector %s: cannot open contactor: %s", connector_id, error)
+        """Every connector's contactor and every module link, in one write of the output image."""
+        try:
+            await self.io.open_all()
+        except DeviceError as error:
+            log.error("cannot open the contactors and links: %s", error)
 
     async def close(self) -> None:
         for hub in self.hubs.values():

@@ -86,10 +86,15 @@ class ConnectorInput:
     phases: int = 3  # AC
     phase_voltage_v: float = 230.0  # AC: phase to neutral
     target_voltage_v: float | None = None  # DC: the EV's target voltage, V
+    module_fed: bool = True  # DC: fed by the station's power modules (False: the controller has its own)
 
     @property
     def is_dc(self) -> bool:
         return self.standard is not Standard.TYPE2
+
+    @property
+    def uses_modules(self) -> bool:
+        return self.is_dc and self.module_fed
 
 
 @dataclass(frozen=True)
@@ -202,7 +207,7 @@ def allocate_power(request: AllocationInput) -> AllocationResult:
     costs, policy = _costs(admitted, plan), request.settings.policy
     budgets = (budget_w, budget_a, *(capacity for _, capacity in plan.pools()))
     targets = _share_twice(admitted, {}, budgets, costs, policy)
-    plan.keep_and_fill([c.connector.connector_id for c in admitted if c.connector.is_dc], targets)
+    plan.keep_and_fill([c.connector.connector_id for c in admitted if c.connector.uses_modules], targets)
     powers = _final_powers(admitted, plan, budgets, costs, policy)
     for claim in admitted:  # admitted with a zero minimum but nothing left for it
         if powers[claim.connector.connector_id] <= EPSILON_W:
@@ -245,7 +250,7 @@ def _claim(connector: ConnectorInput, request: AllocationInput, plan: ModulePlan
     if limit_w < min_w:
         return _Claim(connector, min_w, 0.0, 0.0, amps_per_w, WaitReason.LIMIT_BELOW_MINIMUM)
     cap_w = max(min(limit_w, connector.demand_w), min_w)
-    if connector.is_dc:
+    if connector.uses_modules:
         reach_w = plan.reachable_w(connector.connector_id)
         if reach_w < max(min_w, EPSILON_W):
             return _Claim(connector, min_w, 0.0, 0.0, amps_per_w, WaitReason.NO_MODULE)
@@ -272,7 +277,7 @@ def _admit(order: list[_Claim], budget_w: float, budget_a: float,
             waiting[cid] = claim.waiting
         elif used_w + claim.min_w > budget_w or used_a + claim.min_w * claim.amps_per_w > budget_a:
             waiting[cid] = WaitReason.STATION_FULL
-        elif claim.connector.is_dc and not plan.reserve_minimum(cid, claim.min_w):
+        elif claim.connector.uses_modules and not plan.reserve_minimum(cid, claim.min_w):
             waiting[cid] = WaitReason.NO_MODULE
         else:
             admitted.append(claim)
@@ -305,7 +310,7 @@ def _final_powers(admitted: list[_Claim], plan: ModulePlan, budgets: Sequence[fl
                   costs: Mapping[int, tuple[float, ...]], policy: Policy) -> dict[int, float]:
     """Share again within what the assigned modules give; while a DC connector is held back by
     its modules and budget is left, connect one more free module to it and share again."""
-    dc_ids = [c.connector.connector_id for c in admitted if c.connector.is_dc]
+    dc_ids = [c.connector.connector_id for c in admitted if c.connector.uses_modules]
     caps = {c.connector.connector_id: c.cap_w for c in admitted}
     while True:
         plan.hold_unsettled()
@@ -332,7 +337,7 @@ def _result(request: AllocationInput, powers: Mapping[int, float], waiting: Mapp
     modules = tuple(ModuleAssignment(name, owner, since, name in plan.for_minimum)
                     for name, owner, since in plan.assignments())
     groups = tuple(_group(c, powers.get(c.connector_id, 0.0), plan) for c in request.connectors
-                   if c.is_dc and plan.modules_of(c.connector_id))
+                   if c.uses_modules and plan.modules_of(c.connector_id))
     return AllocationResult(tuple(connectors), modules, groups, budget_w, budget_a)
 
 

@@ -3,6 +3,10 @@
 Cards: the same card as a running session stops it; otherwise the card starts the connector
 that waits for a card (HMI start button) or the one EV plugged without a session; with no
 such connector an accepted card waits for the next EV to be plugged (swipe, then plug).
+
+An Inoperative connector (availability.py) starts nothing: commands get the reason
+"unavailable", cards pass it by. In free mode a plugged EV (or the HMI's start button) starts at
+once with the configured idTag, without a card or Authorize; a card still works as usual.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import logging
 from bus import Bus, BusRequestError, contract
 from bus.enums import AuthorizationStatus, StartSource, StopReason
 from bus.messages import AuthorizeRequest, AuthResult, CommandResult, StartRequest, StopRequest
+from workers.smartw.availability import Availability
 from workers.smartw.connector import ConnectorRuntime, PendingStart
 from workers.smartw.sessions import SessionControl, StartRefused
 
@@ -22,10 +27,12 @@ log = logging.getLogger(__name__)
 class Requests:
     """Card, start and stop handling over the connectors smartw owns."""
 
-    def __init__(self, bus: Bus, connectors: dict[int, ConnectorRuntime], control: SessionControl) -> None:
+    def __init__(self, bus: Bus, connectors: dict[int, ConnectorRuntime], control: SessionControl,
+                 availability: Availability | None = None) -> None:
         self.bus = bus
         self.connectors = connectors
         self.control = control
+        self.availability = availability or Availability.from_settings(connectors)
         self.pending_card: PendingStart | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -63,7 +70,7 @@ class Requests:
         if waiting:
             return waiting[0]
         idle = [c for c in self.connectors.values() if c.plugged and c.session is None
-                and c.pending is None and not c.finishing]
+                and c.pending is None and not c.finishing and c.operative]
         return idle[0] if len(idle) == 1 else None
 
     async def _authorize(self, tag: str) -> AuthorizationStatus:
@@ -87,7 +94,9 @@ class Requests:
         return CommandResult(accepted=True, reason=reason)
 
     async def ev_plugged(self, connector: ConnectorRuntime) -> None:
-        """An EV was just plugged: honour a start that waited for it."""
+        """An EV was just plugged: honour a start that waited for it, or start a free session."""
+        if not connector.operative:
+            return  # a card waiting for a plug keeps waiting for an operative connector
         pending = connector.pending
         if pending is not None and pending.id_tag is not None and not pending.expired:
             await self._start(connector, pending.id_tag)
@@ -96,6 +105,11 @@ class Requests:
         if card is not None and card.id_tag and not card.expired and connector.pending is None:
             self.pending_card = None
             await self._start(connector, card.id_tag)
+            return
+        free_tag = self.availability.free_mode_id_tag
+        if free_tag is not None:
+            log.info("connector %s: free mode, starting for %s", connector.id, free_tag)
+            await self._start(connector, free_tag)
 
     # ---- commands -----------------------------------------------------------------------
 
@@ -103,11 +117,14 @@ class Requests:
         connector = self.connectors.get(request.connector_id)
         if connector is None:
             return CommandResult(accepted=False, reason="unknown_connector")
-        blocked = self.control.refusal(connector)
+        blocked = self.control.refusal(connector)  # a fault, or set Inoperative
         if blocked:
             return CommandResult(accepted=False, reason=blocked)
         if connector.session is not None:
             return CommandResult(accepted=False, reason="busy")
+        free_tag = self.availability.free_mode_id_tag
+        if request.id_tag is None and free_tag is not None:
+            return await self._start(connector, free_tag)
         if request.id_tag is None:
             connector.pending = PendingStart(id_tag=None)
             return CommandResult(accepted=True, reason="present_card")

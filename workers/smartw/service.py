@@ -27,6 +27,7 @@ from workers.smartw import journal
 from workers.smartw.modbus_hardware import ModbusStationHardware
 from workers.smartw.power_modules import power_modules
 from workers.smartw.station import StationLogic
+from workers.smartw.unloaded_open import open_unloaded
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class SmartwService(Service):
         modules = power_modules(self.bus, config.power_modules) if config.power_modules else None
         logic = StationLogic(config, self.bus, hardware, power_modules=modules)
         try:
-            await hardware.open_all(emergency=False)
+            await open_unloaded(hardware, logic.connectors)
             await self._close_orphan_sessions(logic)
             await asyncio.gather(
                 *([self._power_module_loop(modules)] if modules is not None else []),
@@ -53,6 +54,9 @@ class SmartwService(Service):
                 self._card_loop(logic),
                 self.bus.serve(contract.START, logic.requests.start_command, stop=self.stopping),
                 self.bus.serve(contract.STOP, logic.requests.stop_command, stop=self.stopping),
+                self.bus.serve(contract.AVAILABILITY, logic.requests.availability.change, stop=self.stopping),
+                self.bus.serve(contract.FREE_MODE, logic.requests.availability.set_free_mode,
+                               stop=self.stopping),
             )
         finally:
             await self._shutdown(logic)
@@ -71,9 +75,13 @@ class SmartwService(Service):
             await cancel_and_wait([driver, stopping])
 
     async def _guard_loop(self, logic: StationLogic, period_s: float) -> None:
+        """At a fixed rate: the time a poll takes comes out of the wait, so an input change is
+        seen within one period (safety invariant 2)."""
+        loop = asyncio.get_running_loop()
         while not self.stopping.is_set():
+            started = loop.time()
             await logic.guard()
-            await self.sleep(period_s)
+            await self.sleep(max(period_s - (loop.time() - started), 0.0))
 
     async def _control_loop(self, logic: StationLogic, period_s: float) -> None:
         loop = asyncio.get_running_loop()
@@ -98,7 +106,7 @@ class SmartwService(Service):
     async def _shutdown(self, logic: StationLogic) -> None:
         """Stopping smartw leaves the hardware safe first, then ends running sessions (reason
         Reboot); a failure to record one (Redis gone) does not keep the others open."""
-        await logic.hardware.open_all(emergency=False)
+        await open_unloaded(logic.hardware, logic.connectors)
         await logic.requests.drain()
         for connector in logic.connectors.values():
             if connector.session is None:

@@ -21,6 +21,7 @@ from webapp.station.models import ChargingSession
 from workers.smartw import journal
 from workers.smartw.connector import ActiveSession, ConnectorRuntime, PendingStart
 from workers.smartw.hardware import HardwareError, StationHardware
+from workers.smartw.status import UNAVAILABLE
 from workers.smartw.timeline import SessionTimeline
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class SessionControl:
         async with connector.lock:
             if connector.session is not None or connector.stopping:
                 raise StartRefused("busy")
+            if not connector.operative:  # nor may a start wait for a plug there
+                raise StartRefused(UNAVAILABLE)
             if not connector.plugged:
                 connector.pending = PendingStart(id_tag=id_tag)
                 return "plug_in_ev"
@@ -84,7 +87,8 @@ class SessionControl:
     def refusal(self, connector: ConnectorRuntime) -> str | None:
         """Why nothing may start on this connector now (UI key), or None."""
         fault = connector.controller_fault
-        return self.blocked() or (fault.info if fault else None)
+        own = fault.info if fault else (None if connector.operative else UNAVAILABLE)
+        return self.blocked() or own
 
     async def fresh_meter(self, connector: ConnectorRuntime) -> MeterReading | None:
         """The meter's latest reading; right after start-up counters may not have polled yet,

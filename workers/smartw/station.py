@@ -20,18 +20,18 @@ import time
 from collections.abc import Callable
 
 from bus import Bus, contract
-from bus.enums import ConnectorStatus, StopReason
-from bus.messages import ConnectorState, StationState
-from workers.common.device_status import DeviceStatusPublisher
+from bus.enums import StopReason
+from bus.messages import ConnectorState, MeterReading, StationState, utcnow
+from workers.common.device_status import FAILURES_TO_UNAVAILABLE, DeviceStatusPublisher
 from workers.common.station_config import StationConfig
 from workers.drivers.controller import ControllerSnapshot
 from workers.drivers.imd import ImdSnapshot
 from workers.drivers.io_module import IoSnapshot
 from workers.smartw import faults
-from workers.smartw.allocation import PowerRequest, allocate
 from workers.smartw.connector import ConnectorRuntime
 from workers.smartw.hardware import HardwareError, StationHardware
-from workers.smartw.power_modules import ModuleSwitch
+from workers.smartw.limits import LimitReader
+from workers.smartw.power_control import ModuleDriver, PowerControl
 from workers.smartw.requests import Requests
 from workers.smartw.sessions import SessionControl, StartRefused
 from workers.smartw.status import CONTROLLER_OFFLINE, ESTOP, IO_OFFLINE, Fault
@@ -43,17 +43,21 @@ IO_DEVICE = "io"
 IMD_DEVICE = "imd"
 
 
+STATION_METER_FRESH_S = 10.0  # an older station meter reading is not headroom
 OUTPUTS_DROPPED_POLLS = 2  # a read-back that differs this many polls in a row is not a write in flight
 
 
 class StationLogic:
     def __init__(self, config: StationConfig, bus: Bus, hardware: StationHardware,
-                 power_modules: ModuleSwitch | None = None) -> None:
+                 power_modules: ModuleDriver | None = None) -> None:
         self.config = config
         self.bus = bus
         self.hardware = hardware
         self.power_modules = power_modules
         self.connectors = {c.id: ConnectorRuntime(c) for c in config.connectors}
+        self.power = PowerControl(config, hardware, power_modules)
+        self.limits = LimitReader(config.connectors)
+        self.station_meter: MeterReading | None = None
         self.timeline = SessionTimeline()
         self.control = SessionControl(bus, ContactorInterlock(hardware, self.refusal), self.blocked_reason,
                                       self.timeline)
@@ -65,6 +69,7 @@ class StationLogic:
         self._published: dict[int, ConnectorState] = {}
         self._published_station: StationState | None = None
         self._controller_due: dict[int, float] = {}
+        self._controller_failures = dict.fromkeys(self.connectors, 0)
         self._imd_due = 0.0
         self.devices = DeviceStatusPublisher(bus)
 
@@ -94,6 +99,7 @@ class StationLogic:
         elif previous_fault is IO_OFFLINE:
             # Commands sent while the module was lost never arrived: say "open" again.
             await self.hardware.open_all(emergency=False)
+            self.power.forget_links()
 
     def _coil_closed(self) -> bool:
         return self.io is not None and any(self.io.contactors_closed.values())
@@ -102,6 +108,7 @@ class StationLogic:
         """Contactors open and controllers off (IO and RS485) while the modules switch off (CAN):
         different buses, so a lost IO module's timeouts do not delay the modules."""
         await asyncio.gather(self.hardware.open_all(emergency=True), self._power_modules_off())
+        self.power.forget_links()
 
     async def _power_modules_off(self) -> None:
         if self.power_modules is None:
@@ -158,18 +165,23 @@ class StationLogic:
         if connector.session is not None and connector.meter is not None:
             connector.session.peak_power_w = max(connector.session.peak_power_w, connector.meter.power_w)
         now = time.monotonic()
-        if now < self._controller_due.get(connector.id, 0.0):
+        # Half a cycle of slack: a controller due within it is read now, not a whole cycle late.
+        if now < self._controller_due.get(connector.id, 0.0) - self.config.io_module.poll_s / 2:
             return
         self._controller_due[connector.id] = now + connector.config.controller.poll_s
         device, bus_name = f"controller:{connector.id}", connector.config.controller.bus
         try:
             view = await self.hardware.poll_controller(connector.id)
         except HardwareError as error:
+            await self.devices.failed(device, str(error), bus_name=bus_name)
+            failures = self._controller_failures[connector.id] = self._controller_failures[connector.id] + 1
+            if failures < FAILURES_TO_UNAVAILABLE:
+                return  # one late answer on a busy line is not a lost controller: its last view stands
             if connector.controller_fault is not CONTROLLER_OFFLINE:
                 log.error("connector %s: controller lost: %s", connector.id, error)
             connector.controller_fault, connector.controller = CONTROLLER_OFFLINE, None
-            await self.devices.failed(device, str(error), bus_name=bus_name)
             return
+        self._controller_failures[connector.id] = 0
         await self.devices.succeeded(device, bus_name=bus_name,
                                      fault=str(view.error_code) if view.error_code else None)
         was_plugged = connector.plugged
@@ -281,27 +293,20 @@ class StationLogic:
         return StopReason.EV_DISCONNECTED if not connector.plugged else None
 
     async def _share_power(self) -> None:
-        active = [c for c in self.connectors.values() if c.session is not None and not c.stopping]
-        asks = [PowerRequest(c.id, c.config.max_power_kw * 1000,
-                             c.controller.ev_max_power_w if c.ev_requesting and c.controller else 0.0)
-                for c in active]
-        shares = allocate(self.config.station.max_power_kw * 1000, asks)
-        # Decreases first, so the sum stays under the station limit while the writes go out.
-        for connector in sorted(active, key=lambda c: shares.get(c.id, 0.0) - c.allocated_w):
-            share = shares.get(connector.id, 0.0)
-            if connector.session is None or connector.stopping:
-                continue  # a stop began while the cycle wrote to others: never re-enable it
-            try:
-                await self.hardware.set_output(connector.id, True, share)
-            except HardwareError as error:
-                log.error("connector %s: cannot set power limit: %s", connector.id, error)
-                continue
-            connector.allocated_w = share
+        """The allocation engine over what is known now, carried out on the hardware
+        (workers/smartw/power_control.py)."""
+        if self.config.station.meter is not None:
+            reading = await self.bus.get(contract.METER, meter="station")
+            self.station_meter = reading if reading is not None and _fresh(reading) else None
+        limits = await self.limits.read(self.bus, now=utcnow())
+        await self.power.apply(self.connectors, self.io, self.station_meter, limits)
 
     async def _publish(self) -> None:
+        availability = self.requests.availability
         station = StationState(
-            status=ConnectorStatus.FAULTED if self.station_fault else ConnectorStatus.AVAILABLE,
+            status=availability.station_status(self.station_fault),
             estop=self.station_fault is ESTOP, io_online=self.station_fault is not IO_OFFLINE,
+            operative=availability.settings.station_operative, free_mode=availability.settings.free_mode,
         )
         if _changed(self._published_station, station):
             await self.bus.set(contract.STATION, station)
@@ -314,6 +319,10 @@ class StationLogic:
                 await self.bus.set(contract.CONNECTOR, state, connector_id=connector.id)
                 await self.bus.publish(contract.CONNECTOR_CHANGES, state)
                 self._published[connector.id] = state
+
+
+def _fresh(reading: MeterReading) -> bool:
+    return (utcnow() - reading.at).total_seconds() <= STATION_METER_FRESH_S
 
 
 def _changed(old, new) -> bool:
@@ -347,6 +356,9 @@ class ContactorInterlock:
 
     async def set_output(self, connector_id: int, enabled: bool, power_limit_w: float) -> None:
         await self._hardware.set_output(connector_id, enabled, power_limit_w)
+
+    async def set_link(self, module: str, connector_id: int, closed: bool) -> None:
+        await self._hardware.set_link(module, connector_id, closed)
 
     async def open_all(self, *, emergency: bool) -> None:
         await self._hardware.open_all(emergency=emergency)

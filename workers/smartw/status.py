@@ -1,7 +1,9 @@
 """Which OCPP 1.6 status a connector is in, derived from facts (never stored separately).
 
 Deriving the status every cycle from the hardware and the session means it cannot drift
-from reality; the state machine's memory is only the session and the pending start.
+from reality; the state machine's memory is only the session and the pending start (plus the
+availability the operator or CSMS set, workers/smartw/availability.py). A fault shows as Faulted
+even on an Inoperative connector (OCPP's H9: Unavailable -> Faulted).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ IO_OFFLINE = Fault(ConnectorErrorCode.INTERNAL_ERROR, "io_offline")
 CONTROLLER_OFFLINE = Fault(ConnectorErrorCode.INTERNAL_ERROR, "controller_offline")
 CONTROLLER_ERROR = Fault(ConnectorErrorCode.OTHER_ERROR, "controller_error")
 
+UNAVAILABLE = "unavailable"  # UI key: set Inoperative (ChangeAvailability); also a start's refusal
+
 
 @dataclass(frozen=True)
 class ConnectorFacts:
@@ -40,6 +44,7 @@ class ConnectorFacts:
     start_pending: bool  # a start was asked (button, card, remote) and waits for card or plug
     finishing: bool  # a session ended and the EV is still plugged
     interlock: str | None = None  # UI key of a fault elsewhere that forbids new sessions here
+    operative: bool = True  # False: set Inoperative (its own or the station's availability)
 
 
 class DerivedStatus(NamedTuple):
@@ -60,6 +65,8 @@ def derive_status(facts: ConnectorFacts) -> DerivedStatus:
         if facts.allocated_w <= 0:
             return DerivedStatus(ConnectorStatus.SUSPENDED_EVSE, ok, "waiting_for_power")
         return DerivedStatus(ConnectorStatus.CHARGING, ok, "charging")
+    if not facts.operative:  # a change scheduled during a session applies as it ends (C8, F8)
+        return DerivedStatus(ConnectorStatus.UNAVAILABLE, ok, UNAVAILABLE)
     if facts.interlock is not None:  # a running session ends normally; no new one starts
         return DerivedStatus(ConnectorStatus.UNAVAILABLE, ok, facts.interlock)
     if facts.finishing and facts.plugged:

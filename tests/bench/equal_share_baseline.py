@@ -1,12 +1,7 @@
-"""Sharing the station's power between connectors that charge at the same time.
-
-Pure functions, so the safety invariant (the sum never exceeds the station limit, no
-connector exceeds its own limit) is checked by property-based tests. The skeleton's policy
-is equal share with redistribution: a connector that needs less than its share leaves the
-rest to the others. smartw's control cycle still uses it; the full engine (power modules and
-their contactor matrix, minimums, OCPP and operator limits, per-phase current, station meter
-headroom, dwell) is workers/smartw/power_allocation.py, which replaces it once wired.
-"""
+"""The walking skeleton's power sharing, kept as the baseline of tests/bench/control.py: the
+allocation engine (workers/smartw/power_allocation.py) replaced it in smartw, and the bench
+prints the engine's CPU time next to this plain equal-share water-filling on the same
+connectors (it shares only the station limit and knows no modules)."""
 
 from __future__ import annotations
 
