@@ -12,7 +12,7 @@ from bus import Bus, contract
 from bus.messages import MeterReading, SimAction
 from tests.sim.module_feed import module_feed
 from tests.sim.processes import ServiceProcess, SimStation, service_env, wait_sim_ready
-from tests.support.hardware import load_config, sync_tool_wire
+from tests.support.hardware import io_keepalive, load_config, sync_tool_wire
 from tests.support.waiting import async_wait_until, wait_until
 from workers.common.power_config import link_key
 
@@ -44,7 +44,7 @@ async def test_every_connector_meter_is_published_and_follows_charging(
     assert (await bus.request(contract.SIM, SimAction(action="plug", connector_id=1))).accepted
     config = load_config(sim_station.files.config)
     assert config.power_modules is not None
-    async with module_feed(config.power_modules, bus) as modules:  # the DC EV's power: two modules
+    async with module_feed(config.power_modules, bus) as modules, io_keepalive(config):  # two modules feed it
         await modules.switch_on(("pm1", "pm2"), voltage_v=MODULE_V, current_a=MODULE_A)
         with sync_tool_wire(config) as client:
             client.write_coil(0, True, device_id=10)  # connector 1's contactor

@@ -14,7 +14,7 @@ from bus import Bus, contract
 from bus.messages import SimAction
 from tests.sim.module_feed import module_feed
 from tests.sim.processes import SimStation
-from tests.support.hardware import load_config, tool_hubs
+from tests.support.hardware import io_keepalive, load_config, tool_hubs
 from tests.support.waiting import async_wait_until
 from workers.drivers.controllers.interface import ControllerSnapshot, LeaseState
 from workers.drivers.controllers.station_dc import StationDcController
@@ -40,7 +40,8 @@ async def test_output_falls_to_zero_once_the_station_stops_renewing_its_lease(
         bus: Bus, hubs: dict[str, ModbusHub], sim_station: SimStation) -> None:
     modules = load_config(sim_station.files.config).power_modules
     assert modules is not None
-    async with module_feed(modules, bus) as feed:
+    # Only the controller's lease runs out here: the IO module's watchdog is kept fed.
+    async with module_feed(modules, bus) as feed, io_keepalive(load_config(sim_station.files.config)):
         await feed.switch_on(["pm1"], voltage_v=410.0, current_a=100.0)
         await hubs["sim_tcp"].write_coil(IO, PM1_TO_CCS_COIL, True)
         await _lease_runs_out(bus, hubs)

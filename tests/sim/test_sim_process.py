@@ -22,7 +22,7 @@ from bus import Bus, contract
 from bus.messages import CommandResult, SimAction
 from tests.sim.module_feed import ModuleFeed, module_feed
 from tests.sim.processes import ServiceProcess, SimStation, service_env, write_station_toml
-from tests.support.hardware import ToolWire, load_config, sync_tool_wire, tool_wire
+from tests.support.hardware import ToolWire, io_keepalive, load_config, sync_tool_wire, tool_wire
 from tests.support.waiting import async_wait_until, wait_until
 from workers.common.redis_server import free_port, is_listening, start_redis
 
@@ -36,7 +36,8 @@ UNKNOWN = 0xFFFF
 @pytest.fixture
 async def modbus(sim_station: SimStation) -> AsyncIterator[ToolWire]:
     """The IO module on Modbus TCP, meters and controllers on their RS485 lines."""
-    async with tool_wire(load_config(sim_station.files.config)) as wire:
+    config = load_config(sim_station.files.config)
+    async with tool_wire(config) as wire, io_keepalive(config):  # the IO watchdog holds the coils
         yield wire
 
 

@@ -8,8 +8,9 @@ drop, `<port>-service` (workers/sim/rtu_line.py), and takes turns with the stati
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,32 @@ async def tool_wire(config: StationConfig) -> AsyncIterator[ToolWire]:
         yield wire
     finally:
         wire.close()
+
+
+IO_KEEPALIVE_S = 0.5  # well inside any host watchdog a station.toml sets (ops/station.sim.toml: 2 s)
+
+
+@asynccontextmanager
+async def io_keepalive(config: StationConfig) -> AsyncIterator[None]:
+    """Poll the IO module as smartw's guard does, so its host watchdog (`[io_module].watchdog_s`)
+    keeps the coils a test closed by hand: for tests that play smartw's part themselves."""
+    bus = tool_bus(config.buses[config.io_module.bus])
+    client = _tool_client(bus, sync=False)
+    assert await client.connect(), "the tool cannot reach the IO module"
+
+    async def poll_forever() -> None:
+        while True:
+            await client.read_coils(0, count=1, device_id=config.io_module.device_id)
+            await asyncio.sleep(IO_KEEPALIVE_S)
+
+    task = asyncio.create_task(poll_forever(), name="test.io_keepalive")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        client.close()
 
 
 @contextmanager

@@ -176,7 +176,7 @@ class PowerControl:
                             result: AllocationResult) -> None:
         if self.driver is None:
             return
-        targets = _module_targets(result)
+        targets = self._module_targets(result)
         steps = [next_step(self._state(module), targets.get(module.name, ModuleTarget(None)),
                            self._bus_voltage(connectors, module.name, targets))
                  for module in self.modules.values()]
@@ -185,6 +185,30 @@ class PowerControl:
             await self._command_module(step)
         for step in steps:
             await self._switch_links(step)
+
+    def _module_targets(self, result: AllocationResult) -> dict[str, ModuleTarget]:
+        """Each group's current goes to the modules already on its connector: one still joining
+        gets 0 A (it takes its share once linked, so the others do not fall short meanwhile),
+        and what a leaving module still carries comes off the others' share (their setpoints
+        never add up to more than the group's current while it ramps down)."""
+        targets = {}
+        for group in result.groups:
+            cid = group.connector_id
+            staying = [name for name in group.modules if self.modules[name].connector_id == cid]
+            leaving_a = sum(self._carried_a(m) for m in self.modules.values()
+                            if m.connector_id == cid and m.name not in group.modules)
+            share_a = max(group.current_a - leaving_a, 0.0) / len(staying) if staying else 0.0
+            for name in group.modules:
+                targets[name] = ModuleTarget(cid, group.voltage_v, share_a if name in staying else 0.0)
+        return targets
+
+    def _carried_a(self, module: _Module) -> float:
+        """What a module carries now; without a reading, the most it could."""
+        assert self.driver is not None
+        reading = self.driver.reading(module.address)
+        if reading is not None:
+            return max(reading.current_a, 0.0)
+        return self.max_current_a if self.max_current_a is not None else math.inf
 
     def _state(self, module: _Module) -> ModuleState:
         assert self.driver is not None
@@ -283,11 +307,4 @@ class PowerControl:
         for module in self.modules.values():
             module.commanded = frozenset()
 
-
-def _module_targets(result: AllocationResult) -> dict[str, ModuleTarget]:
-    targets = {}
-    for group in result.groups:
-        for name, current in zip(group.modules, group.module_current_a, strict=True):
-            targets[name] = ModuleTarget(group.connector_id, group.voltage_v, current)
-    return targets
 
