@@ -14,6 +14,7 @@ contract.POWER_MODULE).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from bus import Service, contract
@@ -84,11 +85,15 @@ class SmartwService(Service):
             await self.sleep(max(period_s - (loop.time() - started), 0.0))
 
     async def _control_loop(self, logic: StationLogic, period_s: float) -> None:
+        """Every period, and at once when a session starts or begins to end (`logic.wake`), so a
+        new EV gets its share and a leaving one's power goes to the others without waiting."""
         loop = asyncio.get_running_loop()
         while not self.stopping.is_set():
             started = loop.time()
+            logic.wake.clear()
             await logic.cycle()
-            await self.sleep(max(period_s - (loop.time() - started), 0.0))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(logic.wake.wait(), max(period_s - (loop.time() - started), 0.0))
 
     async def _card_loop(self, logic: StationLogic) -> None:
         async for delivery in self.bus.consume(contract.CARDS, "smartw", "smartw", block_ms=500):

@@ -44,11 +44,13 @@ class SessionControl:
     """Owns the start/stop sequences of every connector."""
 
     def __init__(self, bus: Bus, hardware: StationHardware,
-                 blocked: Callable[[], str | None], timeline: SessionTimeline) -> None:
+                 blocked: Callable[[], str | None], timeline: SessionTimeline,
+                 changed: Callable[[], None] = lambda: None) -> None:
         self.bus = bus
         self.hardware = hardware
         self.blocked = blocked  # () -> UI key of a station-wide fault (e-stop, IO lost), or None
         self.timeline = timeline
+        self.changed = changed  # a session started or is ending: share the power again at once
 
     async def start(self, connector: ConnectorRuntime, id_tag: str) -> str:
         """Start now if the EV is plugged, else hold the authorised start until it is.
@@ -111,6 +113,7 @@ class SessionControl:
             standard=connector.config.standard.value, id_tag=id_tag, started_at=session.started_at,
             meter_start_wh=session.meter_start_wh,
         )
+        self.changed()
         self.timeline.started(row)
         await journal.publish_started(self.bus, row)
         log.info("connector %s: session %s started for %s at %.0f Wh", connector.id,
@@ -128,11 +131,13 @@ class SessionControl:
             if session is None:
                 return False
             connector.stopping = True
+            self.changed()
             try:
                 await self._ramp_down_and_open(connector, ramp_timeout_s)
                 await self._record_stop(connector, session, reason, id_tag)
             finally:
                 connector.session, connector.stopping = None, False
+                self.changed()
                 connector.allocated_w = 0.0
                 connector.finishing = connector.plugged
             return True

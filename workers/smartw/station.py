@@ -59,8 +59,9 @@ class StationLogic:
         self.limits = LimitReader(config.connectors)
         self.station_meter: MeterReading | None = None
         self.timeline = SessionTimeline()
+        self.wake = asyncio.Event()  # set when the power must be shared again before the next period
         self.control = SessionControl(bus, ContactorInterlock(hardware, self.refusal), self.blocked_reason,
-                                      self.timeline)
+                                      self.timeline, changed=self.wake.set)
         self.requests = Requests(bus, self.connectors, self.control)
         self.station_fault: Fault | None = None
         self.io: IoSnapshot | None = None  # the guard's last good poll

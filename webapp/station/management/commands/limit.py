@@ -30,34 +30,17 @@ from bus import Bus, contract
 from bus.client import KeyRead
 from bus.messages import ChargingLimit, LimitSource, utcnow
 from bus.service import REDIS_ERRORS
+from webapp.station.management.cli import NOT_DONE, non_negative, number
 from workers.common.station_config import ConfigError, load_from_settings
 
 USAGE_ERROR = 2
-NOT_DONE = 1
 STATION_ID = 0  # connector_id of a station-wide limit
 
 
-def _non_negative(text: str) -> float:
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
-    return value
-
-
 def _seconds(text: str) -> float:
-    value = _number(text)
+    value = number(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text} must be > 0 seconds")
-    return value
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
 
 
@@ -75,8 +58,8 @@ class Command(BaseCommand):
         set_limit = actions.add_parser("set", help="limit the station or a connector")
         _add_scope(set_limit)
         value = set_limit.add_mutually_exclusive_group(required=True)
-        value.add_argument("--kw", type=_non_negative, help="total power, kW")
-        value.add_argument("--amps", type=_non_negative, help="current per phase, A")
+        value.add_argument("--kw", type=non_negative, help="total power, kW")
+        value.add_argument("--amps", type=non_negative, help="current per phase, A")
         set_limit.add_argument("--for", dest="for_s", type=_seconds, metavar="SECONDS",
                                help="expire after this many seconds (default: until cleared)")
         _add_scope(actions.add_parser("clear", help="remove the operator's limit"))

@@ -26,38 +26,14 @@ import string
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from bus import Bus, BusRequestError, contract
-from bus.contract import CommandSpec, Rep, Req
-from bus.enums import ReplyError
+from bus import contract
 from bus.messages import CommandResult, Empty, SimAction, SimDeviceList
-from bus.service import REDIS_ERRORS
+from webapp.station.management.cli import NOT_DONE, ask, percent, positive
 from workers.common.station_config import ConfigError, load_from_settings
 
 USAGE_ERROR = 2
 USAGE_REFUSALS = frozenset({"unknown_connector", "unknown_device", "unknown_fault"})
-NOT_DONE = 1
-REPLY_TIMEOUT_S = 3.0  # the simulator answers within milliseconds; do not keep an operator waiting
-
-
-def _percent(text: str) -> float:
-    value = _number(text)
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"{text} is not a percentage 0..100")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = _number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be > 0")
-    return value
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+SIM_HINT = "is the simulator running? `manage.py chargepoint --sim` starts it"
 
 
 UID_DIGITS = (8, 10, 14, 20)  # ISO 14443 4/7/10-byte UIDs (PN532) and EM4100's 5 bytes
@@ -78,10 +54,10 @@ class Command(BaseCommand):
         actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
         plug = actions.add_parser("plug", help="plug an EV into connector N")
         plug.add_argument("connector", type=int)
-        plug.add_argument("--soc", type=_percent, help="EV state of charge, %% (default 20)")
-        plug.add_argument("--target-soc", type=_percent, help="SoC at which the EV stops, %% (default 80)")
-        plug.add_argument("--capacity-kwh", type=_positive, help="battery size, kWh (default 60)")
-        plug.add_argument("--max-kw", "--max-power-kw", dest="max_power_kw", type=_positive,
+        plug.add_argument("--soc", type=percent, help="EV state of charge, %% (default 20)")
+        plug.add_argument("--target-soc", type=percent, help="SoC at which the EV stops, %% (default 80)")
+        plug.add_argument("--capacity-kwh", type=positive, help="battery size, kWh (default 60)")
+        plug.add_argument("--max-kw", "--max-power-kw", dest="max_power_kw", type=positive,
                           help="most power the EV takes, kW (default 100 DC, 11 AC)")
         plug.add_argument("--standard", choices=["ccs", "chademo", "gbt", "type2"],
                           help="the EV's standard (default: the connector's; another one is refused)")
@@ -150,26 +126,13 @@ class Command(BaseCommand):
 
 
 async def _send(request: SimAction) -> CommandResult:
-    return await _ask(contract.SIM, request, request.action)
+    return await ask("manage.sim", contract.SIM, request, what=f"the simulator did not do {request.action}",
+                     hint=SIM_HINT)
 
 
 async def _list() -> SimDeviceList:
-    return await _ask(contract.SIM_DEVICES, Empty(), "list")
-
-
-async def _ask(command: CommandSpec[Req, Rep], request: Req, what: str) -> Rep:
-    bus = Bus("manage.sim")
-    try:
-        return await bus.request(command, request, timeout_s=REPLY_TIMEOUT_S)
-    except BusRequestError as error:
-        hint = " (is the simulator running? `manage.py chargepoint --sim` starts it)" \
-            if error.code is ReplyError.TIMEOUT else ""
-        raise CommandError(f"the simulator did not do {what}: {error}{hint}",
-                           returncode=NOT_DONE) from error
-    except REDIS_ERRORS as error:
-        raise CommandError(f"cannot reach the bus (Redis): {error}", returncode=NOT_DONE) from error
-    finally:
-        await bus.close()
+    return await ask("manage.sim", contract.SIM_DEVICES, Empty(), what="the simulator did not do list",
+                     hint=SIM_HINT)
 
 
 def _device_table(listing: SimDeviceList) -> str:

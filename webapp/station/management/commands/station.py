@@ -20,18 +20,15 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from bus import Bus, BusRequestError, contract
+from bus import contract
 from bus.contract import CommandSpec, Rep, Req
-from bus.enums import ReplyError
 from bus.messages import ChangeAvailabilityRequest, FreeModeRequest
-from bus.service import REDIS_ERRORS
+from webapp.station.management.cli import NOT_DONE, ask
 from workers.common.station_config import ConfigError, load_from_settings
 
 USAGE_ERROR = 2
-NOT_DONE = 1
 STATION_ID = 0  # OCPP connectorId of the whole station
 ID_TAG_MAX = 20  # OCPP IdToken is a CiString20
-REPLY_TIMEOUT_S = 3.0  # smartw answers within milliseconds; do not keep an operator waiting
 
 
 def _id_tag(text: str) -> str:
@@ -96,20 +93,5 @@ class Command(BaseCommand):
 
 
 def _ask(command: CommandSpec[Req, Rep], request: Req) -> Rep:
-    try:
-        return asyncio.run(_request(command, request))
-    except BusRequestError as error:
-        hint = " (is smartw running? `manage.py chargepoint` starts it)" \
-            if error.code is ReplyError.TIMEOUT else ""
-        raise CommandError(f"smartw did not answer {command.name}: {error}{hint}",
-                           returncode=NOT_DONE) from error
-    except REDIS_ERRORS as error:
-        raise CommandError(f"cannot reach the bus (Redis): {error}", returncode=NOT_DONE) from error
-
-
-async def _request(command: CommandSpec[Req, Rep], request: Req) -> Rep:
-    bus = Bus("manage.station")
-    try:
-        return await bus.request(command, request, timeout_s=REPLY_TIMEOUT_S)
-    finally:
-        await bus.close()
+    return asyncio.run(ask("manage.station", command, request, what=f"smartw did not answer {command.name}",
+                           hint="is smartw running? `manage.py chargepoint` starts it"))
