@@ -2,17 +2,19 @@
 an Inoperative connector is Unavailable at the CSMS and refuses starts, a change during a session
 waits for its end, the setting survives a smartw restart; free mode starts on plug.
 
-Connector 2 (Type 2, AC) throughout. The station keeps these settings in STATION_DATA_DIR, so it
-gets a folder of its own here: what a test sets must not reach another test's station.
+Connector 2 (Type 2, AC) throughout. The station keeps these settings in its database, which is
+its own in every test (tests/e2e/conftest.py): what a test sets never reaches another's station.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,22 +23,16 @@ from bus.enums import ConnectorStatus
 from bus.messages import ConnectorState, utcnow
 from tests.e2e.conftest import CHARGE_POINT_ID
 from tests.e2e.helpers import sim, status_notification
+from tests.support.database import query
 from tests.support.station import Station
 from tests.support.waiting import async_wait_until
+from webapp.station.models import RuntimeSettings
 from workers.sim.csms import Csms, ReceivedCall
-from workers.smartw.availability import DEFAULT_FREE_MODE_ID_TAG, SETTINGS_FILE
+from workers.smartw.availability import DEFAULT_FREE_MODE_ID_TAG
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 CONNECTOR = 2
-
-
-@pytest.fixture(autouse=True)
-def own_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Set before the `station` fixture starts chargepoint (autouse fixtures come first)."""
-    data_dir = tmp_path / "data"
-    monkeypatch.setenv("STATION_DATA_DIR", str(data_dir))
-    return data_dir
 
 
 async def manage_station(station: Station, *args: str) -> str:
@@ -55,6 +51,14 @@ async def connector_state(station: Station, status: ConnectorStatus, *, after: d
     return await async_wait_until(reached, timeout_s=timeout_s, what=f"connector {CONNECTOR} {status}")
 
 
+def runtime_settings(station: Station) -> dict[str, Any]:
+    """The settings row smartw wrote in the station's database."""
+    path = Path(station.database_url.removeprefix("sqlite:///"))
+    rows = query(path, f"SELECT * FROM {RuntimeSettings._meta.db_table}")
+    assert len(rows) == 1, rows
+    return dict(rows[0])
+
+
 def statuses_since(csms: Csms, index: int) -> list[str]:
     return [c.payload["status"] for c in csms.calls("StatusNotification")[index:]
             if c.payload["connectorId"] == CONNECTOR]
@@ -65,7 +69,7 @@ async def start_remotely(csms: Csms, tag: str) -> str:
 
 
 async def test_inoperative_refuses_starts_waits_for_the_session_and_survives_a_smartw_restart(
-        csms: Csms, station: Station, own_data_dir: Path) -> None:
+        csms: Csms, station: Station) -> None:
     assert await manage_station(station, "availability", "--connector", "2", "inoperative") == \
         "connector 2 inoperative: Accepted"
     state = await connector_state(station, ConnectorStatus.UNAVAILABLE)
@@ -93,24 +97,28 @@ async def test_inoperative_refuses_starts_waits_for_the_session_and_survives_a_s
     stop: ReceivedCall = await csms.wait_for_call("StopTransaction", timeout_s=20)
     assert stop.payload["reason"] == "EVDisconnected"
     await connector_state(station, ConnectorStatus.UNAVAILABLE)
-    await async_wait_until(lambda: _last_is_unavailable(csms, before_stop),
+    await async_wait_until(lambda: _last_is(csms, before_stop, "Unavailable"),
                            what="StatusNotification Unavailable after the session")
     assert "Available" not in statuses_since(csms, before_stop), "no Available flash before Unavailable"
 
+    assert json.loads(runtime_settings(station)["inoperative_connectors"]) == [CONNECTOR]
+    before_restart = len(csms.calls("StatusNotification"))
     restarted_at = await restart_smartw(station)
     state = await connector_state(station, ConnectorStatus.UNAVAILABLE, after=restarted_at)
     assert state.operative is False
-    assert '"inoperative_connectors":[2]' in (own_data_dir / SETTINGS_FILE).read_text()
 
     assert await manage_station(station, "availability", "--connector", "2", "operative") == \
         "connector 2 operative: Accepted"
     await connector_state(station, ConnectorStatus.AVAILABLE)
-    await status_notification(csms, CONNECTOR, "Available")
+    await async_wait_until(lambda: _last_is(csms, before_restart, "Available"),
+                           what="StatusNotification Available once operative again")
+    assert statuses_since(csms, before_restart).count("Available") == 1, "no Available flash on restart"
+    assert json.loads(runtime_settings(station)["inoperative_connectors"]) == []
 
 
-async def _last_is_unavailable(csms: Csms, index: int) -> bool:
+async def _last_is(csms: Csms, index: int, status: str) -> bool:
     seen = statuses_since(csms, index)
-    return bool(seen) and seen[-1] == "Unavailable"
+    return bool(seen) and seen[-1] == status
 
 
 async def restart_smartw(station: Station) -> datetime:

@@ -1,21 +1,25 @@
-"""Availability (ChangeAvailability) and free mode in smartw: the rules, the file that keeps them,
-what the connectors then show and refuse, and `manage.py station` over the real bus.
+"""Availability (ChangeAvailability) and free mode in smartw: the rules, the database row that
+keeps them, what the connectors then show and refuse, and `manage.py station` over the real bus.
 
 The connectors are smartw's own runtime objects; a running session is one set on them, as the
 start sequence sets it. The hardware is never reached: every path here refuses or waits before
-a contactor would close (tests/e2e/test_availability.py charges for real).
+a contactor would close (tests/e2e/test_availability.py charges for real). Every test may keep
+a change, so every one has the test database (transactional: the async ORM writes from asgiref's
+worker thread); a database that refuses writes is a real one with a trigger that aborts them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
+from django.db import DatabaseError, connection
 
 from bus import Bus, contract
 from bus.enums import AuthorizationStatus, ConnectorErrorCode, ConnectorStatus, Standard, StartSource
@@ -28,6 +32,7 @@ from bus.messages import (
     utcnow,
 )
 from webapp.env import REPO_ROOT
+from webapp.station.models import RuntimeSettings
 from workers.common.station_config import ConnectorConfig
 from workers.drivers.controller import ControllerSnapshot, EvState
 from workers.smartw.availability import (
@@ -35,7 +40,7 @@ from workers.smartw.availability import (
     NOT_SAVED,
     Availability,
     AvailabilitySettings,
-    SettingsFile,
+    SettingsRow,
 )
 from workers.smartw.connector import ActiveSession, ConnectorRuntime, PendingStart
 from workers.smartw.requests import Requests
@@ -43,7 +48,10 @@ from workers.smartw.sessions import SessionControl
 from workers.smartw.status import ESTOP, UNAVAILABLE, Fault
 from workers.smartw.timeline import SessionTimeline
 
+pytestmark = pytest.mark.django_db(transaction=True)
+
 CARD = "0A00B1C2D3"
+TABLE = RuntimeSettings._meta.db_table
 
 
 def connector_config(connector_id: int, standard: Standard) -> ConnectorConfig:
@@ -81,18 +89,40 @@ def status(connector: ConnectorRuntime, station_fault: Fault | None = None) -> C
 
 
 @pytest.fixture
-def settings_path(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "availability.json"
-
-
-@pytest.fixture
 def connectors() -> dict[int, ConnectorRuntime]:
     return make_connectors()
 
 
 @pytest.fixture
-def availability(settings_path: Path, connectors: dict[int, ConnectorRuntime]) -> Availability:
-    return Availability(SettingsFile(settings_path), connectors)
+def availability(connectors: dict[int, ConnectorRuntime]) -> Availability:
+    return Availability(SettingsRow(), connectors)
+
+
+def execute(*statements: str) -> None:
+    with connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+
+
+@pytest.fixture
+def refusing_database(transactional_db: None) -> Iterator[None]:
+    """The settings table aborts every INSERT and UPDATE, as a full disk or a broken database would."""
+    execute(*(f"CREATE TRIGGER refuse_{event} BEFORE {event} ON {TABLE} "
+              "BEGIN SELECT RAISE(ABORT, 'write refused'); END" for event in ("INSERT", "UPDATE")))
+    try:
+        yield
+    finally:
+        execute("DROP TRIGGER refuse_INSERT", "DROP TRIGGER refuse_UPDATE")
+
+
+@pytest.fixture
+def missing_table(transactional_db: None) -> Iterator[None]:
+    """The settings table is gone, as in a database that cannot be read."""
+    execute(f"ALTER TABLE {TABLE} RENAME TO hidden_settings")
+    try:
+        yield
+    finally:
+        execute(f"ALTER TABLE hidden_settings RENAME TO {TABLE}")
 
 
 def change(connector_id: int, operative: bool) -> ChangeAvailabilityRequest:
@@ -157,11 +187,10 @@ async def test_a_start_in_progress_counts_as_a_session(
         assert (await availability.change(change(2, False))).status == "Scheduled"
 
 
-async def test_an_unknown_connector_is_rejected_and_nothing_changes(
-        availability: Availability, settings_path: Path) -> None:
+async def test_an_unknown_connector_is_rejected_and_nothing_changes(availability: Availability) -> None:
     assert (await availability.change(change(7, False))).status == "Rejected"
     assert availability.settings == AvailabilitySettings()
-    assert not settings_path.exists()
+    assert not await RuntimeSettings.objects.aexists()
 
 
 async def test_asking_for_the_state_it_is_in_is_accepted(
@@ -209,14 +238,15 @@ async def test_a_fault_shows_as_faulted_even_when_inoperative(
 # ---- persistence ------------------------------------------------------------------------
 
 
-async def test_availability_and_free_mode_survive_a_restart(
-        availability: Availability, settings_path: Path) -> None:
+async def test_availability_and_free_mode_survive_a_restart(availability: Availability) -> None:
     await availability.change(change(2, False))
     await availability.change(change(0, False))
     await availability.set_free_mode(FreeModeRequest(enabled=True, id_tag="SITE-7"))
 
     restarted = make_connectors()
-    again = Availability(SettingsFile(settings_path), restarted)
+    again = Availability(SettingsRow(), restarted)
+    assert again.settings == AvailabilitySettings() and restarted[2].operative, "factory state until loaded"
+    await again.load()
 
     assert again.settings == AvailabilitySettings(station_operative=False, inoperative_connectors={2},
                                                   free_mode=True, free_mode_id_tag="SITE-7")
@@ -224,41 +254,77 @@ async def test_availability_and_free_mode_survive_a_restart(
     assert status(restarted[2]) is ConnectorStatus.UNAVAILABLE, "no Available flash after a restart"
 
 
-@pytest.mark.parametrize("content", [b"", b"{not json", b'{"station_operative": "maybe"}',
-                                     b'{"free_mode_id_tag": "' + b"X" * 21 + b'"}', b'{"typo": true}'])
-def test_an_unreadable_file_gives_the_factory_state(settings_path: Path, content: bytes,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
-    settings_path.parent.mkdir(parents=True)
-    settings_path.write_bytes(content)
-    assert SettingsFile(settings_path).load() == AvailabilitySettings()
-    assert "unreadable" in caplog.text
+async def test_loading_cancels_a_start_waiting_on_a_connector_kept_inoperative(
+        availability: Availability, connectors: dict[int, ConnectorRuntime]) -> None:
+    await RuntimeSettings.objects.acreate(inoperative_connectors=[2])
+    connectors[2].pending = PendingStart(id_tag=None)
+
+    await availability.load()
+
+    assert connectors[2].pending is None and not connectors[2].operative and connectors[1].operative
 
 
-def test_a_missing_file_is_the_factory_state_quietly(settings_path: Path,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
-    assert SettingsFile(settings_path).load() == AvailabilitySettings()
+@pytest.mark.parametrize("stored", [
+    {"inoperative_connectors": "2"},
+    {"inoperative_connectors": {"2": True}},
+    {"inoperative_connectors": [1, "2"]},
+    {"inoperative_connectors": [True]},
+    {"inoperative_connectors": [0]},
+    {"inoperative_connectors": [-1]},
+    {"inoperative_connectors": [1.5]},
+    {"free_mode_id_tag": ""},
+    {"free_mode_id_tag": "X" * 21},  # SQLite does not enforce a CharField's max_length
+], ids=["text", "object", "text-in-list", "bool", "station", "negative", "fraction", "empty-tag",
+        "long-tag"])
+async def test_an_unreadable_row_gives_the_factory_state(
+        stored: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    await RuntimeSettings.objects.acreate(station_operative=False, free_mode=True, **stored)
+
+    assert await SettingsRow().load() == AvailabilitySettings()
+    assert [r.message for r in caplog.records if r.levelno == logging.ERROR and "unreadable" in r.message]
+
+
+async def test_a_missing_row_is_the_factory_state_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    assert await SettingsRow().load() == AvailabilitySettings()
     assert caplog.text == ""
 
 
-async def test_a_change_that_cannot_be_saved_is_rejected_and_undone(
-        tmp_path: Path, connectors: dict[int, ConnectorRuntime]) -> None:
-    blocker = tmp_path / "not-a-folder"
-    blocker.write_text("a file where the folder should be")
-    availability = Availability(SettingsFile(blocker / "availability.json"), connectors)
+async def test_a_database_that_cannot_be_read_fails_the_load(
+        availability: Availability, missing_table: None) -> None:
+    """smartw's start then fails (and it is restarted) instead of guessing the availability."""
+    with pytest.raises(DatabaseError):
+        await availability.load()
+    assert availability.settings == AvailabilitySettings()
 
+
+async def test_a_change_the_database_refuses_is_rejected_and_undone(
+        availability: Availability, connectors: dict[int, ConnectorRuntime], refusing_database: None,
+        caplog: pytest.LogCaptureFixture) -> None:
     assert (await availability.change(change(2, False))).status == "Rejected"
     assert connectors[2].operative and status(connectors[2]) is ConnectorStatus.AVAILABLE
     result = await availability.set_free_mode(FreeModeRequest(enabled=True))
     assert (result.accepted, result.reason) == (False, NOT_SAVED)
     assert availability.free_mode_id_tag is None
+    assert availability.settings == AvailabilitySettings()
+    assert not await RuntimeSettings.objects.aexists()
+    assert "change refused" in caplog.text
 
 
-def test_the_file_is_replaced_whole(settings_path: Path) -> None:
-    store = SettingsFile(settings_path)
-    store.save(AvailabilitySettings(inoperative_connectors=frozenset({1, 2})))
-    store.save(AvailabilitySettings(free_mode=True))
-    assert store.load() == AvailabilitySettings(free_mode=True)
-    assert sorted(os.listdir(settings_path.parent)) == ["availability.json"]
+async def test_the_row_is_replaced_whole() -> None:
+    store = SettingsRow()
+    await store.save(AvailabilitySettings(inoperative_connectors=frozenset({3, 1, 2})))
+    await store.save(AvailabilitySettings(free_mode=True, free_mode_id_tag="SITE-7"))
+
+    assert await store.load() == AvailabilitySettings(free_mode=True, free_mode_id_tag="SITE-7")
+    rows = [row async for row in RuntimeSettings.objects.values()]
+    assert rows == [{"id": RuntimeSettings.ONE, "station_operative": True, "inoperative_connectors": [],
+                     "free_mode": True, "free_mode_id_tag": "SITE-7"}]
+
+
+async def test_connectors_are_stored_as_a_sorted_list() -> None:
+    await SettingsRow().save(AvailabilitySettings(inoperative_connectors=frozenset({3, 1, 2})))
+    row = await RuntimeSettings.objects.aget()
+    assert row.inoperative_connectors == [1, 2, 3]
 
 
 # ---- free mode --------------------------------------------------------------------------
@@ -419,11 +485,9 @@ async def test_the_cli_refuses_bad_usage_with_exit_2(args: tuple[str, ...]) -> N
 
 
 async def test_the_cli_exits_1_when_smartw_rejects_or_does_not_answer(
-        bus: Bus, tmp_path: Path, connectors: dict[int, ConnectorRuntime]) -> None:
-    (tmp_path / "blocker").write_text("")
-    unsaveable = Availability(SettingsFile(tmp_path / "blocker" / "availability.json"), connectors)
+        bus: Bus, availability: Availability, refusing_database: None) -> None:
     stop = asyncio.Event()
-    server = asyncio.create_task(bus.serve(contract.AVAILABILITY, unsaveable.change, stop=stop))
+    server = asyncio.create_task(bus.serve(contract.AVAILABILITY, availability.change, stop=stop))
     try:
         done = await manage_station("availability", "--connector", "1", "inoperative")
     finally:

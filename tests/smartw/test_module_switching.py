@@ -52,6 +52,8 @@ def test_on_its_connector_it_takes_the_group_voltage_and_its_share() -> None:
     assert step == ModuleStep("pm1", True, 500.0, 30.0, frozenset({2}))
     unknown = next_step(state({2}), ModuleTarget(2, None, 0.0), bus_voltage_v=480.0)
     assert unknown == ModuleStep("pm1", True, 480.0, 0.0, frozenset({2}))  # the EV gave no voltage yet
+    dead = next_step(state({2}, voltage_v=0.0), ModuleTarget(2, None, 0.0), bus_voltage_v=0.0)
+    assert dead == ModuleStep("pm1", False, 0.0, 0.0, frozenset({2}))  # nothing energises the bus
 
 
 def test_a_module_on_two_connectors_leaves_both_without_switching_under_load() -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from django.test import Client
 
-from webapp.station.models import ChargingSession, OutboxMessage, Transaction
+from webapp.station.models import ChargingSession, OutboxMessage, RuntimeSettings, Transaction
 
 pytestmark = pytest.mark.django_db
 
@@ -96,6 +96,19 @@ def test_transactions_and_outbox_are_listed_read_only(operator: Client) -> None:
     assert transactions.status_code == 200 and "4711" in transactions.content.decode()
     assert outbox.status_code == 200 and "StopTransaction" in outbox.content.decode()
     assert operator.get("/admin/station/outboxmessage/add/").status_code == 403
+
+
+def test_runtime_settings_are_shown_but_only_smartw_changes_them(operator: Client) -> None:
+    row = RuntimeSettings.objects.create(station_operative=False, inoperative_connectors=[2], free_mode=True)
+
+    listing = operator.get("/admin/station/runtimesettings/")
+    assert listing.status_code == 200
+    assert operator.get("/admin/station/runtimesettings/add/").status_code == 403
+    detail = operator.get(f"/admin/station/runtimesettings/{row.pk}/change/").content.decode()
+    assert 'name="free_mode"' not in detail  # shown as text, not as a form field
+    posted = operator.post(f"/admin/station/runtimesettings/{row.pk}/change/", {"free_mode": ""})
+    assert posted.status_code == 403
+    assert RuntimeSettings.objects.get(pk=row.pk).free_mode is True
 
 
 def test_admin_index_links_the_job_dashboard(operator: Client) -> None:

@@ -1,7 +1,9 @@
-"""The configurator (Django admin): charging sessions and the OCPP records, read-only.
+"""The configurator (Django admin): charging sessions, the OCPP records and the runtime
+settings, read-only.
 
-Sessions (with their timelines), transactions and the outbox are written by smartw and ocpp16
-only (one writer per table) and session logs are never deleted, so the admin can look but
+Sessions (with their timelines), transactions, the outbox and the runtime settings (availability,
+free mode) are written by smartw and ocpp16 only (one writer per table; a settings change goes
+to smartw as a command on the bus) and session logs are never deleted, so the admin can look but
 never add, change or delete (no delete permission also means no "delete selected" action).
 Sessions export as CSV in the format of webapp/station/session_csv.py. The django-rq
 dashboard link comes from django_rq itself (RQ_SHOW_ADMIN_LINK).
@@ -17,7 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from webapp.station import session_csv
-from webapp.station.models import ChargingSession, OutboxMessage, SessionEvent, Transaction
+from webapp.station.models import ChargingSession, OutboxMessage, RuntimeSettings, SessionEvent, Transaction
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -95,6 +97,11 @@ class TransactionAdmin(ReadOnlyAdmin):
 class OutboxMessageAdmin(ReadOnlyAdmin):
     list_display = ("id", "action", "state", "attempts", "created_at", "delivered_at")
     list_filter = ("state", "action")
+
+
+@admin.register(RuntimeSettings)
+class RuntimeSettingsAdmin(ReadOnlyAdmin):
+    list_display = ("station_operative", "inoperative_connectors", "free_mode", "free_mode_id_tag")
 
 
 admin.site.site_header = "Station configurator"

@@ -144,3 +144,29 @@ class JobRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} ({self.status})"
+
+
+class RuntimeSettings(models.Model):
+    """What an operator or the CSMS sets at run time and the station keeps across restarts and
+    power cuts: availability (OCPP ChangeAvailability) and free mode. One row (pk 1).
+    Writer: smartw (workers/smartw/availability.py), which reads it before its first status and
+    applies every change it is asked for on the bus (`manage.py station`, ocpp16); others read
+    the settings from the bus (StationState, ConnectorState.operative)."""
+
+    ONE = 1  # the primary key of the only row
+    DEFAULT_FREE_MODE_ID_TAG = "FREEMODE"
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=ONE, editable=False)
+    station_operative = models.BooleanField(default=True, help_text="OCPP connector 0 Operative")
+    inoperative_connectors = models.JSONField(
+        default=list, blank=True, help_text="ids of the connectors set Inoperative on their own")
+    free_mode = models.BooleanField(default=False, help_text="a plugged EV starts without a card")
+    free_mode_id_tag = models.CharField(max_length=20, default=DEFAULT_FREE_MODE_ID_TAG,
+                                        help_text="the idTag free sessions start with")
+
+    class Meta:
+        verbose_name = verbose_name_plural = "runtime settings"
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="runtime_settings_one_row")]
+
+    def __str__(self) -> str:
+        return "runtime settings"

@@ -8,37 +8,38 @@ session ends, with no Available in between (OCPP C8/F8). Operative again simply 
 Free mode: a plugged EV starts at once with the configured idTag (OCPP 1.6 has no free mode;
 the reference says nothing, so the idTag is a setting, "FREEMODE" by default).
 
-Why a JSON file in STATION_DATA_DIR rather than a table: OCPP requires the availability to
+Why the database: ARCHITECTURE keeps every runtime setting an operator changes there (one schema,
+the RuntimeSettings row in webapp/station/models.py, smartw its only writer), it survives a power
+cut as a committed row, and the configurator can show it. OCPP requires the availability to
 survive a reboot, and smartw must know it before its first control cycle publishes a status (an
-Inoperative connector that shows Available after a restart is a known OCPP bug). It is read while
-smartw builds its logic, before any await, where the ORM cannot be used. smartw is its only
-writer; the file is a few bytes, replaced atomically (written, fsynced, renamed, folder fsynced)
-so a power cut leaves either the old or the new one. Others read the settings from the bus
-(ConnectorState.operative, StationState.operative and free_mode).
+Inoperative connector that shows Available after a restart is a known OCPP bug): smartw awaits
+`Availability.load` before its loops start (service.py). A change is one transaction (UPDATE, or
+INSERT the first time); one the database refuses is not applied. Others read the settings from
+the bus (ConnectorState.operative, StationState.operative and free_mode).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from django.conf import settings as django_settings
+from django.db import DatabaseError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bus.enums import ConnectorStatus
 from bus.messages import AvailabilityReply, ChangeAvailabilityRequest, CommandResult, FreeModeRequest
+from webapp.station.models import RuntimeSettings
 from workers.smartw.connector import ConnectorRuntime
 from workers.smartw.status import Fault
 
 log = logging.getLogger(__name__)
 
 STATION = 0  # OCPP connectorId of the whole station
-SETTINGS_FILE = "availability.json"  # under STATION_DATA_DIR
-DEFAULT_FREE_MODE_ID_TAG = "FREEMODE"
-NOT_SAVED = "settings_not_saved"  # CommandResult reason: the file could not be written
+DEFAULT_FREE_MODE_ID_TAG = RuntimeSettings.DEFAULT_FREE_MODE_ID_TAG
+NOT_SAVED = "settings_not_saved"  # CommandResult reason: the database refused the change
+
+ConnectorId = Annotated[int, Field(strict=True, ge=1)]  # 0 is the station, kept on its own
 
 
 class AvailabilitySettings(BaseModel):
@@ -47,7 +48,7 @@ class AvailabilitySettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     station_operative: bool = True
-    inoperative_connectors: frozenset[int] = frozenset()
+    inoperative_connectors: frozenset[ConnectorId] = frozenset()
     free_mode: bool = False
     free_mode_id_tag: str = Field(default=DEFAULT_FREE_MODE_ID_TAG, min_length=1, max_length=20)
 
@@ -62,52 +63,54 @@ class AvailabilitySettings(BaseModel):
         return self.model_copy(update={"inoperative_connectors": inoperative})
 
 
-class SettingsFile:
-    """The settings on disk. A missing file is the factory state; an unreadable one too (logged),
-    so a damaged file cannot keep the station out of service."""
+class SettingsRow:
+    """The settings in the database (the one RuntimeSettings row). A missing row is the factory
+    state; an unreadable one too (logged), so a damaged value cannot keep the station out of
+    service. A database that cannot be read at all raises: smartw then fails its start (and is
+    restarted) rather than publish a state it does not know."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def load(self) -> AvailabilitySettings:
-        try:
-            return AvailabilitySettings.model_validate_json(self.path.read_bytes())
-        except FileNotFoundError:
+    async def load(self) -> AvailabilitySettings:
+        row = await RuntimeSettings.objects.filter(pk=RuntimeSettings.ONE).afirst()
+        if row is None:
             return AvailabilitySettings()
-        except (OSError, ValidationError) as error:
-            log.error("availability settings %s unreadable (%s); every connector operative, free mode off",
-                      self.path, error)
+        try:
+            return AvailabilitySettings(
+                station_operative=row.station_operative, inoperative_connectors=row.inoperative_connectors,
+                free_mode=row.free_mode, free_mode_id_tag=row.free_mode_id_tag)
+        except ValidationError as error:
+            log.error("availability settings unreadable (%s); every connector operative, free mode off",
+                      error)
             return AvailabilitySettings()
 
-    def save(self, settings: AvailabilitySettings) -> None:
-        """Replace the file atomically and durably; raises OSError."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f"{self.path.name}.tmp")
-        with open(temporary, "wb") as file:
-            file.write(settings.model_dump_json().encode())
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, self.path)
-        folder = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+    async def save(self, settings: AvailabilitySettings) -> None:
+        """Write the whole row in one transaction; raises DatabaseError."""
+        await RuntimeSettings.objects.aupdate_or_create(pk=RuntimeSettings.ONE, defaults={
+            "station_operative": settings.station_operative,
+            "inoperative_connectors": sorted(settings.inoperative_connectors),
+            "free_mode": settings.free_mode,
+            "free_mode_id_tag": settings.free_mode_id_tag,
+        })
 
 
 class Availability:
     """The settings applied to smartw's connectors, and the commands that change them."""
 
-    def __init__(self, store: SettingsFile, connectors: dict[int, ConnectorRuntime]) -> None:
+    def __init__(self, store: SettingsRow, connectors: dict[int, ConnectorRuntime]) -> None:
+        """The factory state until `load`."""
         self._store = store
         self._connectors = connectors
         self._saving = asyncio.Lock()  # one change at a time: each builds on the last one kept
         self.settings = AvailabilitySettings()
-        self._apply(store.load())
 
     @classmethod
     def from_settings(cls, connectors: dict[int, ConnectorRuntime]) -> Availability:
-        return cls(SettingsFile(django_settings.STATION_ENV.data_dir / SETTINGS_FILE), connectors)
+        """smartw's: kept in the database."""
+        return cls(SettingsRow(), connectors)
+
+    async def load(self) -> None:
+        """Apply the kept settings; smartw awaits it before its first control cycle."""
+        async with self._saving:
+            self._apply(await self._store.load())
 
     @property
     def free_mode_id_tag(self) -> str | None:
@@ -160,16 +163,16 @@ class Availability:
 
     async def _keep(self, wanted: AvailabilitySettings) -> bool:
         """Apply, then store; on a write failure the previous settings come back and the change is
-        refused (applied first, so a caller that gives up mid-write cannot leave the file and
+        refused (applied first, so a caller that gives up mid-write cannot leave the database and
         the connectors apart)."""
         previous = self.settings
         if wanted == previous:
             return True
         self._apply(wanted)
         try:
-            await asyncio.to_thread(self._store.save, wanted)
-        except OSError as error:
-            log.error("availability settings not saved to %s (%s); change refused", self._store.path, error)
+            await self._store.save(wanted)
+        except DatabaseError as error:
+            log.error("availability settings not saved (%s); change refused", error)
             self._apply(previous)
             return False
         return True

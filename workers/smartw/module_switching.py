@@ -13,7 +13,9 @@ when no current flows through it:
   (switched off for a dead bus); its link closes once the measured output voltage is within
   `voltage_tolerance_v` of the bus, and only when no other link of the module is closed or
   commanded or reads closed on its feedback contact (a module is never on two connectors).
-- On its connector: the group's voltage and the module's share of the current.
+- On its connector: the group's voltage and the module's share of the current; before the EV
+  has given a target voltage, the bus's voltage at 0 A (switched off on a dead bus, so nothing
+  energises a connector's bus before its EV asks).
 A module without a fresh reading is never linked anywhere new: its voltage is unknown.
 """
 
@@ -80,9 +82,10 @@ def next_step(state: ModuleState, target: ModuleTarget, bus_voltage_v: float) ->
     if here is None:
         return ModuleStep(state.name, False, 0.0, 0.0)
     if state.links == {here}:
-        voltage = target.voltage_v if target.voltage_v else bus_voltage_v
-        current = target.current_a if target.voltage_v else 0.0
-        return ModuleStep(state.name, True, voltage, max(current, 0.0), state.links)
+        if target.voltage_v:
+            return ModuleStep(state.name, True, target.voltage_v, max(target.current_a, 0.0), state.links)
+        live = bus_voltage_v > DEAD_BUS_V  # no voltage from the EV yet: hold the bus as it is
+        return ModuleStep(state.name, live, bus_voltage_v if live else 0.0, 0.0, state.links)
     return _join(state, here, bus_voltage_v)
 
 

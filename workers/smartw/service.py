@@ -1,14 +1,15 @@
-"""The smartw service: the safety guard, the control cycle, cards, start and stop requests.
+"""The smartw service: the safety guard, the control cycle (power sharing), cards, start and
+stop requests, availability and free mode.
 
-Provides: keys contract.CONNECTOR (per connector) and contract.STATION; streams
-contract.CONNECTOR_CHANGES, contract.STATION_CHANGES, contract.SESSIONS, contract.AUTH_RESULTS;
-commands contract.START and contract.STOP; the ChargingSession and SessionEvent tables (their only
+Provides: keys contract.CONNECTOR (per connector), contract.STATION and contract.POWER_MODULE;
+streams contract.CONNECTOR_CHANGES, contract.STATION_CHANGES, contract.SESSIONS,
+contract.AUTH_RESULTS; commands contract.START, contract.STOP, contract.AVAILABILITY and
+contract.FREE_MODE; the ChargingSession, SessionEvent and RuntimeSettings tables (their only
 writer).
-Requires: stream contract.CARDS (rfid), keys contract.METER (counters), command
-contract.AUTHORIZE (ocpp16); station.toml io_module, connectors[].controller and
-contactor_coil, station.max_power_kw, power_modules; the IO module and charge controllers on
-their buses, the power modules on CAN (kept off until allocation exists; readings in
-contract.POWER_MODULE).
+Requires: stream contract.CARDS (rfid), keys contract.METER (counters), contract.OCPP_LIMIT
+(ocpp16) and contract.OPERATOR_LIMIT (webapp), command contract.AUTHORIZE (ocpp16);
+station.toml io_module, connectors, station limits, power_modules with their links, allocation;
+the IO module and charge controllers on their buses, the power modules on CAN.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class SmartwService(Service):
         modules = power_modules(self.bus, config.power_modules) if config.power_modules else None
         logic = StationLogic(config, self.bus, hardware, power_modules=modules)
         try:
+            await logic.requests.availability.load()  # before the first status is published
             await open_unloaded(hardware, logic.connectors)
             await self._close_orphan_sessions(logic)
             await asyncio.gather(
