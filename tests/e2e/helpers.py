@@ -43,6 +43,8 @@ def energy_values(meter_values: list[ReceivedCall]) -> list[float]:
 def session_row(station: Station, meter_start: int) -> dict[str, Any]:
     """The ChargingSession row smartw wrote for the session that started at `meter_start`."""
     path = Path(station.database_url.removeprefix("sqlite:///"))
-    rows = query(path, "SELECT * FROM station_chargingsession WHERE meter_start_wh = ?", meter_start)
+    # OCPP's meterStart is the register rounded to a whole Wh; the row keeps the register as read.
+    rows = query(path, "SELECT * FROM station_chargingsession WHERE ABS(meter_start_wh - ?) <= 0.5",
+                 meter_start)
     assert len(rows) == 1, rows
     return dict(rows[0])
