@@ -8,6 +8,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
+from tests.support.waiting import async_wait_until
 from workers.smartw.service import SmartwService
 from workers.smartw.sessions import SessionControl
 from workers.smartw.timeline import SessionTimeline
@@ -32,12 +33,13 @@ async def test_a_session_change_runs_the_next_cycle_at_once_not_a_period_later()
                              changed=logic.wake.set)
     loop = asyncio.create_task(service._control_loop(logic, PERIOD_S))  # type: ignore[arg-type]
     try:
-        while not logic.cycles:
-            await asyncio.sleep(0.01)
+        async def cycles(count: int) -> bool:
+            return len(logic.cycles) >= count
+
+        await async_wait_until(lambda: cycles(1), what="the first cycle")
         woken_at = time.monotonic()
         control.changed()  # what start and stop call
-        while len(logic.cycles) < 2:
-            await asyncio.sleep(0.01)
+        await async_wait_until(lambda: cycles(2), timeout_s=PERIOD_S + 1, what="the woken cycle")
         assert logic.cycles[1] - woken_at < 1.0, "the woken cycle waited for the period"
     finally:
         service.stopping.set()
