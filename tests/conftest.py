@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -13,7 +12,7 @@ import pytest
 import redis
 
 from bus import Bus
-from workers.common.redis_server import start_redis
+from workers.common.redis_server import start_redis, stop_redis
 
 # Shared fixtures live in plain modules; registering them here makes them available to every
 # test package without re-importing them (and without shadowing warnings) in each conftest.
@@ -36,11 +35,7 @@ def redis_server() -> Iterator[str]:
     try:
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_redis(process, timeout_s=5)
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ from bus.enums import ConnectorStatus, Standard, StartSource  # noqa: E402
 from bus.envelope import Envelope  # noqa: E402
 from bus.messages import CommandResult, ConnectorState, StartRequest  # noqa: E402
 from bus.names import Names  # noqa: E402
-from workers.common.redis_server import free_port, start_redis  # noqa: E402
+from workers.common.redis_server import free_port, start_redis, stop_redis  # noqa: E402
 
 PREFIX = "bench"
 PHASE_S = 5.0  # each measurement stops after this long (or its count)
@@ -172,8 +172,7 @@ def main() -> None:
                   f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n")
             asyncio.run(bench(f"redis://127.0.0.1:{port}/0"))
         finally:
-            redis_process.terminate()
-            redis_process.wait(timeout=10)
+            stop_redis(redis_process)
     print(f"\n(took {time.monotonic() - started:.1f} s)")
 
 

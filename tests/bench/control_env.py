@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from workers.common.redis_server import free_port, start_redis
+from workers.common.redis_server import free_port, start_redis, stop_redis
 
 REPO = Path(__file__).resolve().parents[2]
 SIM_CONFIG = REPO / "ops" / "station.sim.toml"
@@ -58,8 +57,4 @@ def bench_process(folder: Path) -> Iterator[str]:
         call_command("migrate", verbosity=0, interactive=False)
         yield url
     finally:
-        redis_process.terminate()
-        try:
-            redis_process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            redis_process.kill()
+        stop_redis(redis_process)

@@ -60,6 +60,16 @@ def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
     return process
 
 
+def stop_redis(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout_s`."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def main() -> None:
     """`python -m workers.common.redis_server PORT DIR`: run a server in the foreground."""
     import sys
