@@ -98,7 +98,12 @@ class OutboxMessage(models.Model):
         DELIVERED = "delivered"
         FAILED = "failed"
 
+    class Lane(models.TextChoices):
+        TRANSACTION = "transaction", "transaction messages, strictly in order"
+        OTHER = "other", "other messages that must not be lost (security events, notifications)"
+
     action = models.CharField(max_length=40)
+    lane = models.CharField(max_length=16, choices=Lane.choices, default=Lane.TRANSACTION)
     payload = models.JSONField()
     session_id = models.CharField(max_length=32, blank=True,
                                   help_text="the session whose transactionId is filled in on sending")
@@ -111,7 +116,7 @@ class OutboxMessage(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["state", "id"])]
+        indexes = [models.Index(fields=["state", "id"]), models.Index(fields=["lane", "state", "id"])]
 
     def __str__(self) -> str:
         return f"{self.action} #{self.pk} ({self.state})"
@@ -170,3 +175,16 @@ class RuntimeSettings(models.Model):
 
     def __str__(self) -> str:
         return "runtime settings"
+
+
+from webapp.station.ocpp_models import (  # noqa: E402,F401  (Django finds models in this module)
+    AuthCacheEntry,
+    ChargingProfileRecord,
+    InstalledCertificate,
+    LocalAuthEntry,
+    OcppFrame,
+    OcppSetting,
+    OcppState,
+    Reservation,
+    SecurityEvent,
+)

@@ -1,9 +1,10 @@
 """The OCPP 1.6 protocol seam: a `ocpp.v16.ChargePoint` subclass per connection (STYLE habit 8).
 
-`StationChargePoint` holds the handlers for CALLs the CSMS sends; the station side of each
-(bus commands) is injected as a `RemoteControl`. `CsmsConnection` owns one connection: its
-receive loop and `call()`, the one place where the library's outcomes (CALLERROR exceptions,
-timeouts, a dropped socket) become one domain error, `CsmsCallError`.
+`StationChargePoint` combines the handlers for CALLs the CSMS sends (handlers/, one mixin per
+feature profile); they reach the station through the `ChargePointContext` given to it.
+`CsmsConnection` owns one connection: its receive loop and `call()`, the one place where the
+library's outcomes (CALLERROR exceptions, timeouts, a dropped socket) become one domain error,
+`CsmsCallError`.
 
 Library limits handled here (ocpp16.md §6.2, §6.3): a CALL still waiting when the socket drops
 fails at once instead of at the response timeout; a malformed frame is logged and dropped,
@@ -18,16 +19,27 @@ import asyncio
 import json
 import logging
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ocpp.exceptions import NotImplementedError as OcppNotImplemented
 from ocpp.exceptions import NotSupportedError, OCPPError, UnknownCallErrorCodeError, ValidationError
 from ocpp.messages import Call
-from ocpp.routing import on
-from ocpp.v16 import ChargePoint, call_result
-from ocpp.v16.enums import Action, RemoteStartStopStatus
+from ocpp.v16 import ChargePoint
+from ocpp.v16.enums import Action
 
+from workers.ocpp16.handlers.configuration import ConfigurationHandlers
+from workers.ocpp16.handlers.core import CoreHandlers
+from workers.ocpp16.handlers.firmware import FirmwareHandlers
+from workers.ocpp16.handlers.local_auth import LocalAuthHandlers
+from workers.ocpp16.handlers.remote import RemoteHandlers
+from workers.ocpp16.handlers.reservation import ReservationHandlers
+from workers.ocpp16.handlers.security import SecurityHandlers
+from workers.ocpp16.handlers.smart_charging import SmartChargingHandlers
+from workers.ocpp16.handlers.trigger import TriggerHandlers
 from workers.ocpp16.wsconnect import OcppSocket, TransportError
+
+if TYPE_CHECKING:
+    from workers.ocpp16.context import ChargePointContext
 
 log = logging.getLogger(__name__)
 _library_log = logging.getLogger(f"{__name__}.library")
@@ -56,41 +68,16 @@ class CsmsCallError(Exception):
         self.detail = detail
 
 
-class RemoteControl(Protocol):
-    """The station side of CSMS-initiated commands (implemented over the bus)."""
+class StationChargePoint(CoreHandlers, ConfigurationHandlers, RemoteHandlers, LocalAuthHandlers,
+                         SmartChargingHandlers, ReservationHandlers, TriggerHandlers, FirmwareHandlers,
+                         SecurityHandlers):
+    """Handlers for the CALLs a CSMS sends to this charge point, one mixin per profile."""
 
-    async def remote_start(self, id_tag: str, connector_id: int | None) -> bool: ...
-
-    async def remote_stop(self, transaction_id: int) -> bool: ...
-
-
-def _status(accepted: bool) -> RemoteStartStopStatus:
-    return RemoteStartStopStatus.accepted if accepted else RemoteStartStopStatus.rejected
-
-
-class StationChargePoint(ChargePoint):
-    """Handlers for the CALLs a CSMS sends to this charge point."""
-
-    def __init__(self, charge_point_id: str, socket: OcppSocket, remote: RemoteControl,
+    def __init__(self, charge_point_id: str, socket: OcppSocket, ctx: ChargePointContext,
                  response_timeout_s: float) -> None:
         super().__init__(charge_point_id, socket, response_timeout=response_timeout_s,
                          logger=_library_log)
-        self._remote = remote
-
-    @on(Action.remote_start_transaction)
-    async def on_remote_start_transaction(self, id_tag: str, connector_id: int | None = None,
-                                          **_: Any) -> call_result.RemoteStartTransaction:
-        accepted = await self._remote.remote_start(id_tag, connector_id)
-        log.info("RemoteStartTransaction idTag %s connector %s: %s", id_tag, connector_id,
-                 "Accepted" if accepted else "Rejected")
-        return call_result.RemoteStartTransaction(status=_status(accepted))
-
-    @on(Action.remote_stop_transaction)
-    async def on_remote_stop_transaction(self, transaction_id: int,
-                                         **_: Any) -> call_result.RemoteStopTransaction:
-        accepted = await self._remote.remote_stop(transaction_id)
-        log.info("RemoteStopTransaction %s: %s", transaction_id, "Accepted" if accepted else "Rejected")
-        return call_result.RemoteStopTransaction(status=_status(accepted))
+        self.ctx = ctx
 
 
 def unroutable_call_error(frame: str, charge_point: ChargePoint) -> str | None:
@@ -115,11 +102,11 @@ def unroutable_call_error(frame: str, charge_point: ChargePoint) -> str | None:
 class CsmsConnection:
     """One open connection to the CSMS and the fresh ChargePoint on it."""
 
-    def __init__(self, socket: OcppSocket, charge_point_id: str, remote: RemoteControl,
+    def __init__(self, socket: OcppSocket, charge_point_id: str, ctx: ChargePointContext,
                  response_timeout_s: float) -> None:
         self._socket = socket
         self._closed = asyncio.Event()
-        self.charge_point = StationChargePoint(charge_point_id, socket, remote, response_timeout_s)
+        self.charge_point = StationChargePoint(charge_point_id, socket, ctx, response_timeout_s)
 
     @property
     def is_open(self) -> bool:

@@ -23,7 +23,12 @@ from ocpp.v16.enums import RegistrationStatus
 from bus import Service, contract
 from bus.enums import AuthorizationStatus
 from bus.messages import AuthorizeReply, AuthorizeRequest, OcppLink
+from workers.ocpp16 import config_keys as keys
+from workers.ocpp16.context import BackgroundFeature, ChargePointContext, ConnectedFeature
+from workers.ocpp16.features import build_features
 from workers.ocpp16.meter import MeterSampler
+from workers.ocpp16.notices import Notices
+from workers.ocpp16.persisted import change_configuration, load_configuration
 from workers.ocpp16.protocol import CallFailure, CsmsCallError, CsmsConnection
 from workers.ocpp16.remote import BusRemoteControl
 from workers.ocpp16.sender import QueueSender
@@ -38,7 +43,6 @@ log = logging.getLogger(__name__)
 
 BOOT_RETRY_FIRST_S = 5.0  # BootNotification retry after a failure or an interval of 0, doubling
 BOOT_RETRY_MAX_S = 300.0
-DEFAULT_HEARTBEAT_S = 300  # when an Accepted BootNotification.conf says interval 0
 AUTHORIZE_MARGIN_S = 1.0  # answer the bus before the caller's AUTHORIZE timeout
 
 
@@ -64,7 +68,6 @@ class Ocpp16Service(Service):
         self._given_settings = settings
         self.connection: CsmsConnection | None = None
         self.registration = "None"
-        self._heartbeat_s = float(DEFAULT_HEARTBEAT_S)
         self._link_lock = asyncio.Lock()
 
     @property
@@ -73,14 +76,21 @@ class Ocpp16Service(Service):
 
     async def run(self) -> None:
         settings = self.settings = self._given_settings or Ocpp16Settings.from_django()
-        self.queue = TransactionQueue(settings.transaction_message_attempts,
-                                      settings.transaction_message_retry_interval_s)
-        keys = TransactionKeys(self.bus)
-        self.sender = QueueSender(self.queue, keys, self.publish_link)
+        config = self.config = await load_configuration(dict(settings.config_defaults))
+        self.queue = TransactionQueue(config.get(keys.TRANSACTION_MESSAGE_ATTEMPTS),
+                                      config.get(keys.TRANSACTION_MESSAGE_RETRY_INTERVAL))
+        tx_keys = TransactionKeys(self.bus)
+        self.sender = QueueSender(self.queue, tx_keys, self.publish_link)
         self.status = StatusReporter(self.bus, settings.connector_ids)
         self.remote = BusRemoteControl(self.bus, settings.connector_ids, lambda: self.accepted)
-        recorder = SessionRecorder(self.bus, self.queue, keys, self._queued)
-        await keys.restore(settings.connector_ids)
+        self.notices = Notices(lambda: config.get(keys.TRANSACTION_MESSAGE_ATTEMPTS),
+                               lambda: config.get(keys.TRANSACTION_MESSAGE_RETRY_INTERVAL))
+        self.ctx = ChargePointContext(self.bus, settings, config, self.notices, self.remote,
+                                      is_accepted=lambda: self.accepted,
+                                      registration=lambda: self.registration)
+        build_features(self.ctx)
+        recorder = SessionRecorder(self.bus, self.queue, tx_keys, self._queued)
+        await tx_keys.restore(settings.connector_ids)
         await self.publish_link()
         consumer = self.name  # stable, so entries left unacknowledged by a crash are read again
         jobs: list[Awaitable[object]] = [
@@ -88,14 +98,16 @@ class Ocpp16Service(Service):
             self.status.watch_station(consumer), run_forever(self._transport(), self._on_open),
             self.bus.serve(contract.AUTHORIZE, self.authorize, stop=self.stopping),
         ]
-        if settings.meter_value_sample_interval_s > 0:
-            jobs.append(MeterSampler(self.bus, self.queue, settings.meter_value_sample_interval_s,
-                                     self._queued).run())
+        jobs += [feature.run() for feature in self.ctx.features if isinstance(feature, BackgroundFeature)]
+        sample_interval_s = config.get(keys.METER_VALUE_SAMPLE_INTERVAL)
+        if sample_interval_s > 0:
+            jobs.append(MeterSampler(self.bus, self.queue, sample_interval_s, self._queued).run())
         await first_done(*jobs)
 
     def _transport(self) -> TransportSettings:
+        ping_s = self.config.get(keys.WEB_SOCKET_PING_INTERVAL)
         return TransportSettings(self.settings.csms_url, self.settings.charge_point_id,
-                                 ping_interval_s=self.settings.websocket_ping_interval_s,
+                                 ping_interval_s=ping_s if ping_s > 0 else None,
                                  max_delay_s=self.settings.reconnect_max_s,
                                  first_delay_s=min(1.0, self.settings.reconnect_max_s))
 
@@ -113,8 +125,8 @@ class Ocpp16Service(Service):
     # ---- one connection ------------------------------------------------------------------
 
     async def _on_open(self, socket: OcppSocket) -> None:
-        connection = CsmsConnection(socket, self.settings.charge_point_id, self.remote,
-                                    self.settings.message_timeout_s)
+        connection = CsmsConnection(socket, self.settings.charge_point_id, self.ctx,
+                                    self.config.get(keys.MESSAGE_TIMEOUT))
         self.connection = connection
         await self.publish_link()
         try:
@@ -136,7 +148,9 @@ class Ocpp16Service(Service):
             self.status.resync()
         await self.status.flush(connection)
         await first_done(self._heartbeat(connection), self.status.run(connection),
-                         self.sender.run(connection))
+                         self.sender.run(connection), self.notices.run(connection),
+                         *[feature.connected(connection) for feature in self.ctx.features
+                           if isinstance(feature, ConnectedFeature)])
 
     async def _boot(self, connection: CsmsConnection) -> None:
         """BootNotification until Accepted; Pending/Rejected wait the interval the CSMS gave."""
@@ -155,8 +169,10 @@ class Ocpp16Service(Service):
                 self.registration = str(result.status)
                 await self.publish_link()
                 if result.status == RegistrationStatus.accepted:
-                    self._heartbeat_s = float(result.interval or DEFAULT_HEARTBEAT_S)
-                    log.info("BootNotification Accepted; heartbeat every %.0f s", self._heartbeat_s)
+                    if result.interval > 0:
+                        await change_configuration(self.config, keys.HEARTBEAT_INTERVAL, result.interval)
+                    log.info("BootNotification Accepted; heartbeat every %.0f s",
+                             self.config.get(keys.HEARTBEAT_INTERVAL))
                     return
                 wait_s = float(result.interval) if result.interval > 0 else retry_s
                 log.warning("BootNotification %s; next one in %.0f s", result.status, wait_s)
@@ -165,7 +181,7 @@ class Ocpp16Service(Service):
 
     async def _heartbeat(self, connection: CsmsConnection) -> None:
         while True:
-            await asyncio.sleep(self._heartbeat_s)
+            await asyncio.sleep(self.config.get(keys.HEARTBEAT_INTERVAL))
             try:
                 await connection.call(call.Heartbeat())
             except CsmsCallError as error:
@@ -182,7 +198,8 @@ class Ocpp16Service(Service):
         if connection is None or not self.accepted:
             log.info("Authorize %s while offline: Invalid", request.id_tag)
             return AuthorizeReply(status=AuthorizationStatus.INVALID)
-        timeout_s = min(self.settings.message_timeout_s, contract.AUTHORIZE.timeout_s - AUTHORIZE_MARGIN_S)
+        timeout_s = min(self.config.get(keys.MESSAGE_TIMEOUT),
+                        contract.AUTHORIZE.timeout_s - AUTHORIZE_MARGIN_S)
         try:
             result = await connection.call(call.Authorize(id_tag=request.id_tag), timeout_s=timeout_s)
         except CsmsCallError as error:

@@ -3,15 +3,15 @@
 Where each value comes from today: the CSMS URL and charge point id from the environment
 contract (webapp.env), the connectors from station.toml, and the OCPP behaviour knobs from
 `OCPP_*` environment variables named after the OCPP 1.6 configuration keys they stand in for.
-The configuration-key store (ChangeConfiguration/GetConfiguration, persisted) is a later issue;
-it will replace the environment as the source of those knobs, not this shape.
+Those variables only give the defaults of their configuration keys (config_keys.py): a value
+the CSMS set with ChangeConfiguration is persisted and wins.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 CHARGE_POINT_VENDOR = "station-controller"  # BootNotification chargePointVendor (<= 20 chars)
 MAX_MODEL_CHARS = 20  # BootNotification chargePointModel limit (OCPP 1.6 schema)
@@ -30,6 +30,14 @@ class Knob:
     minimum: float
     maximum: float
     ocpp_key: str
+
+    def given(self, environ: Mapping[str, str]) -> str | None:
+        """The variable's text when it is set and valid (it overrides the key's default)."""
+        text = environ.get(self.env)
+        if text is None or text.strip() == "":
+            return None
+        self.read(environ)
+        return text.strip()
 
     def read(self, environ: Mapping[str, str]) -> float:
         text = environ.get(self.env)
@@ -58,6 +66,17 @@ KNOBS = (METER_VALUE_SAMPLE_INTERVAL, TRANSACTION_MESSAGE_ATTEMPTS, TRANSACTION_
          MESSAGE_TIMEOUT, WEBSOCKET_PING_INTERVAL, RECONNECT_MAX)
 
 
+def _config_defaults(env: Mapping[str, str], connectors: int) -> dict[str, str]:
+    """Defaults of configuration keys that this station or the environment decide; a value
+    the CSMS stored later wins over them (config_keys.ConfigurationStore)."""
+    defaults = {"NumberOfConnectors": str(connectors)}
+    for knob in KNOBS:
+        text = knob.given(env)
+        if knob.ocpp_key and text is not None:
+            defaults[knob.ocpp_key] = text
+    return defaults
+
+
 @dataclass(frozen=True)
 class Ocpp16Settings:
     csms_url: str
@@ -71,6 +90,7 @@ class Ocpp16Settings:
     websocket_ping_interval_s: float | None  # None = no client pings
     reconnect_max_s: float
     charge_point_vendor: str = CHARGE_POINT_VENDOR
+    config_defaults: Mapping[str, str] = field(default_factory=dict)  # key -> default from the environment
 
     @classmethod
     def build(cls, *, csms_url: str, charge_point_id: str, connector_ids: tuple[int, ...],
@@ -90,6 +110,7 @@ class Ocpp16Settings:
             message_timeout_s=MESSAGE_TIMEOUT.read(env),
             websocket_ping_interval_s=ping if ping > 0 else None,
             reconnect_max_s=RECONNECT_MAX.read(env),
+            config_defaults=_config_defaults(env, len(connector_ids)),
         )
 
     @classmethod

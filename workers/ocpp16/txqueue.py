@@ -36,6 +36,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 UNDELIVERABLE_TRANSACTION_ID = -1  # errata 3.18: the StartTransaction never got through
 State = OutboxMessage.State
+Lane = OutboxMessage.Lane
 
 
 async def db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
@@ -145,7 +146,7 @@ class TransactionQueue:
 
     def head(self) -> Outgoing | None:
         """The oldest pending message; by order its StartTransaction is already settled."""
-        row = OutboxMessage.objects.filter(state=State.PENDING).order_by("id").first()
+        row = OutboxMessage.objects.filter(lane=Lane.TRANSACTION, state=State.PENDING).order_by("id").first()
         if row is None:
             return None
         payload = dict(row.payload)

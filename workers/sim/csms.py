@@ -17,31 +17,22 @@ import asyncio
 import itertools
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
-from ocpp.exceptions import InternalError
-from ocpp.routing import on
-from ocpp.v16 import ChargePoint, call, call_result
-from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
+from ocpp.v16 import call
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from workers.sim.csms_charge_point import CentralSystemChargePoint, CsmsBehaviour, ocpp_time
+
 log = logging.getLogger(__name__)
-_library_log = logging.getLogger(f"{__name__}.library")
-_library_log.setLevel(logging.WARNING)  # the library logs every frame at INFO; we log them ourselves
 
 SUBPROTOCOL = "ocpp1.6"
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
-
-
-def ocpp_time(moment: datetime | None = None) -> str:
-    """UTC time as OCPP wants it: ISO 8601 with milliseconds and `Z`."""
-    moment = (moment or datetime.now(UTC)).astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 @dataclass
@@ -56,85 +47,6 @@ class ReceivedCall:
     answered: bool = False
     error_code: str | None = None  # the CALLERROR code we answered with, if any
     response: Any = None  # the CALLRESULT payload we answered with (e.g. the transactionId given)
-
-
-@dataclass
-class CsmsBehaviour:
-    """How the CSMS answers; tests may change it while it runs."""
-
-    heartbeat_interval_s: int = 300
-    registration: RegistrationStatus = RegistrationStatus.accepted
-    rejected_id_tags: set[str] = field(default_factory=set)
-    known_charge_points: set[str] | None = None  # None = accept any id; else others get HTTP 404
-    failures: dict[str, int] = field(default_factory=dict)  # action -> CALLERRORs still to inject
-    unanswered: dict[str, int] = field(default_factory=dict)  # action -> CALLs still to leave unanswered
-
-    def take_failure(self, action: str) -> bool:
-        return _take(self.failures, action)
-
-    def take_unanswered(self, action: str) -> bool:
-        return _take(self.unanswered, action)
-
-
-def _take(counts: dict[str, int], action: str) -> bool:
-    left = counts.get(action, 0)
-    if left > 0:
-        counts[action] = left - 1
-    return left > 0
-
-
-class CentralSystemChargePoint(ChargePoint):
-    """One connected charge point, seen from the central system."""
-
-    def __init__(self, charge_point_id: str, connection: RecordingConnection, csms: Csms) -> None:
-        super().__init__(charge_point_id, connection, response_timeout=10, logger=_library_log)
-        self._csms = csms
-
-    def _id_tag_info(self, id_tag: str) -> dict[str, str]:
-        rejected = {tag.upper() for tag in self._csms.behaviour.rejected_id_tags}
-        status = AuthorizationStatus.invalid if id_tag.upper() in rejected else AuthorizationStatus.accepted
-        return {"status": status}
-
-    def _maybe_fail(self, action: Action) -> None:
-        if self._csms.behaviour.take_failure(action):
-            raise InternalError(description=f"failure injected by the test CSMS for {action}")
-
-    @on(Action.boot_notification)
-    def on_boot_notification(self, **_: Any) -> call_result.BootNotification:
-        self._maybe_fail(Action.boot_notification)
-        behaviour = self._csms.behaviour
-        return call_result.BootNotification(current_time=ocpp_time(),
-                                            interval=behaviour.heartbeat_interval_s,
-                                            status=behaviour.registration)
-
-    @on(Action.heartbeat)
-    def on_heartbeat(self, **_: Any) -> call_result.Heartbeat:
-        return call_result.Heartbeat(current_time=ocpp_time())
-
-    @on(Action.status_notification)
-    def on_status_notification(self, **_: Any) -> call_result.StatusNotification:
-        return call_result.StatusNotification()
-
-    @on(Action.authorize)
-    def on_authorize(self, id_tag: str, **_: Any) -> call_result.Authorize:
-        self._maybe_fail(Action.authorize)
-        return call_result.Authorize(id_tag_info=self._id_tag_info(id_tag))
-
-    @on(Action.start_transaction)
-    def on_start_transaction(self, id_tag: str, **_: Any) -> call_result.StartTransaction:
-        self._maybe_fail(Action.start_transaction)
-        return call_result.StartTransaction(transaction_id=self._csms.next_transaction_id(),
-                                            id_tag_info=self._id_tag_info(id_tag))
-
-    @on(Action.meter_values)
-    def on_meter_values(self, **_: Any) -> call_result.MeterValues:
-        self._maybe_fail(Action.meter_values)
-        return call_result.MeterValues()
-
-    @on(Action.stop_transaction)
-    def on_stop_transaction(self, id_tag: str | None = None, **_: Any) -> call_result.StopTransaction:
-        self._maybe_fail(Action.stop_transaction)
-        return call_result.StopTransaction(id_tag_info=self._id_tag_info(id_tag) if id_tag else None)
 
 
 class RecordingConnection:
@@ -259,6 +171,12 @@ class Csms:
         result = await charge_point.call(call.RemoteStopTransaction(transaction_id=transaction_id),
                                          suppress=False)
         return str(result.status)
+
+    async def send(self, charge_point_id: str, request: Any, timeout_s: float = 10.0) -> Any:
+        """Send any `ocpp.v16.call.<Action>` and return the charge point's CALLRESULT dataclass;
+        a CALLERROR raises the library's OCPPError subclass (its `code` is the wire code)."""
+        charge_point, _ = self._connection_of(charge_point_id)
+        return await asyncio.wait_for(charge_point.call(request, suppress=False), timeout_s)
 
     async def send_raw(self, charge_point_id: str, frame: str) -> None:
         """Send any text, valid or not; a reply to a raw CALL lands in `raw_replies`."""

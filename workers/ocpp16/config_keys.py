@@ -1,0 +1,348 @@
+"""Every OCPP 1.6 configuration key of this charge point, declared once (STYLE habit 12).
+
+Each key has its type, access (R read-only, RW, W write-only), default, bounds or allowed
+tokens, and whether a change needs a reboot (ocpp16.md §2.11). `ConfigurationStore` keeps the
+values: the default, unless ChangeConfiguration (or the operator) stored another one in the
+table `OcppSetting`, so a change survives a reboot. Defaults that depend on the station
+(NumberOfConnectors) or on the environment (the `OCPP_*` variables of settings.py, kept for
+tools and tests) are given when the store is built.
+
+Vendor keys (prefix `Station`) expose the station's own settings the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from ocpp.v16.enums import ConfigurationStatus, Measurand
+
+log = logging.getLogger(__name__)
+
+MAX_VALUE_CHARS = 500  # GetConfiguration value limit (schema)
+
+
+class Access(StrEnum):
+    READ = "R"
+    READ_WRITE = "RW"
+    WRITE = "W"  # never returned by GetConfiguration (AuthorizationKey)
+
+
+class Kind(StrEnum):
+    BOOL = "bool"
+    INT = "int"
+    SECONDS = "seconds"  # an integer of seconds; decimals accepted (tools and tests use 0.2 s)
+    CSL = "csl"  # comma-separated list
+    TEXT = "text"
+
+
+class InvalidValue(ValueError):
+    """A value a key cannot take (ChangeConfiguration answers Rejected)."""
+
+
+# Measurands this station can sample (meter register, power, voltage, current, the EV's SoC,
+# what smartw offers). A CSL key naming another one is Rejected (ocpp16.md §2.6).
+SUPPORTED_MEASURANDS = frozenset({
+    Measurand.energy_active_import_register, Measurand.power_active_import, Measurand.voltage,
+    Measurand.current_import, Measurand.soc, Measurand.current_offered, Measurand.power_offered,
+})
+PHASES = ("L1", "L2", "L3", "N", "L1-N", "L2-N", "L3-N", "L1-L2", "L2-L3", "L3-L1")
+FEATURE_PROFILES = ("Core", "FirmwareManagement", "LocalAuthListManagement", "Reservation",
+                    "SmartCharging", "RemoteTrigger")
+PHASE_ROTATIONS = frozenset({"NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR"})
+CSL_MAX_ITEMS = 8  # *MaxLength keys
+
+
+def _measurand_item(item: str) -> None:
+    if item in SUPPORTED_MEASURANDS:
+        return
+    # `Voltage.L1` style: a measurand followed by a phase (ocpp16.md §2.6)
+    for measurand in SUPPORTED_MEASURANDS:
+        if item.startswith(measurand + ".") and item[len(measurand) + 1:] in PHASES:
+            return
+    raise InvalidValue(f"measurand {item!r} is not supported")
+
+
+def _phase_rotation_item(item: str) -> None:
+    connector, dot, rotation = item.partition(".")
+    if not dot or not connector.isdigit() or rotation not in PHASE_ROTATIONS:
+        raise InvalidValue(f"{item!r} is not <connector>.<rotation>")
+
+
+def _one_of(allowed: Iterable[str]) -> Callable[[str], None]:
+    tokens = frozenset(allowed)
+
+    def check(item: str) -> None:
+        if item not in tokens:
+            raise InvalidValue(f"{item!r} is not one of {', '.join(sorted(tokens))}")
+    return check
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One configuration key: how it is typed, read, changed and checked."""
+
+    name: str
+    kind: Kind
+    access: Access
+    default: str
+    minimum: int | None = None
+    maximum: int | None = None
+    item_check: Callable[[str], None] | None = None  # CSL: each item
+    max_items: int | None = None  # CSL
+    max_chars: int = MAX_VALUE_CHARS
+    reboot_required: bool = False
+    secret: bool = False  # never logged, never returned
+
+    def parse(self, text: str) -> Any:
+        """The typed value of `text`, or InvalidValue."""
+        text = text.strip()
+        if len(text) > self.max_chars:
+            raise InvalidValue(f"{self.name} takes at most {self.max_chars} characters")
+        if self.kind is Kind.BOOL:
+            if text.lower() not in ("true", "false"):
+                raise InvalidValue(f"{self.name} must be true or false")
+            return text.lower() == "true"
+        if self.kind is Kind.INT:
+            return self._parse_int(text)
+        if self.kind is Kind.SECONDS:
+            return self._parse_seconds(text)
+        if self.kind is Kind.CSL:
+            return self._parse_csl(text)
+        return text
+
+    def _parse_int(self, text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise InvalidValue(f"{self.name} must be an integer") from None
+        if self.minimum is not None and value < self.minimum:
+            raise InvalidValue(f"{self.name} must be at least {self.minimum}")
+        if self.maximum is not None and value > self.maximum:
+            raise InvalidValue(f"{self.name} must be at most {self.maximum}")
+        return value
+
+    def _parse_seconds(self, text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise InvalidValue(f"{self.name} must be a number of seconds") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise InvalidValue(f"{self.name} must be a number of seconds")
+        if self.minimum is not None and value < self.minimum:
+            raise InvalidValue(f"{self.name} must be at least {self.minimum}")
+        if self.maximum is not None and value > self.maximum:
+            raise InvalidValue(f"{self.name} must be at most {self.maximum}")
+        return value
+
+    def _parse_csl(self, text: str) -> tuple[str, ...]:
+        items = tuple(item.strip() for item in text.split(",") if item.strip())
+        if self.max_items is not None and len(items) > self.max_items:
+            raise InvalidValue(f"{self.name} takes at most {self.max_items} items")
+        if self.item_check is not None:
+            for item in items:
+                self.item_check(item)
+        return items
+
+    def format(self, value: Any) -> str:
+        """The OCPP string of a typed value."""
+        if self.kind is Kind.BOOL:
+            return "true" if value else "false"
+        if self.kind is Kind.CSL:
+            return ",".join(value)
+        if self.kind is Kind.SECONDS:
+            return f"{value:.0f}" if float(value).is_integer() else f"{value:g}"
+        return str(value)
+
+
+def _bool(name: str, default: bool, access: Access = Access.READ_WRITE) -> ConfigKey:
+    return ConfigKey(name, Kind.BOOL, access, "true" if default else "false")
+
+
+def _read_only(name: str, default: int) -> ConfigKey:
+    return ConfigKey(name, Kind.INT, Access.READ, str(default), 0)
+
+
+def _int(name: str, default: int, minimum: int | None = 0, maximum: int | None = None,
+         access: Access = Access.READ_WRITE, reboot_required: bool = False) -> ConfigKey:
+    return ConfigKey(name, Kind.INT, access, str(default), minimum, maximum, reboot_required=reboot_required)
+
+
+def _seconds(name: str, default: int, minimum: int = 0, maximum: int = 86_400) -> ConfigKey:
+    return ConfigKey(name, Kind.SECONDS, Access.READ_WRITE, str(default), minimum, maximum)
+
+
+def _measurands(name: str, default: str) -> ConfigKey:
+    return ConfigKey(name, Kind.CSL, Access.READ_WRITE, default, item_check=_measurand_item,
+                     max_items=CSL_MAX_ITEMS)
+
+
+DAY_S = 86_400
+
+# ---- Core (OCPP 1.6 §9.1; errata 3.82, 3.89) ---------------------------------------------------
+ALLOW_OFFLINE_TX_FOR_UNKNOWN_ID = _bool("AllowOfflineTxForUnknownId", False)
+AUTHORIZATION_CACHE_ENABLED = _bool("AuthorizationCacheEnabled", True)
+AUTHORIZE_REMOTE_TX_REQUESTS = _bool("AuthorizeRemoteTxRequests", False)
+BLINK_REPEAT = _int("BlinkRepeat", 3, 0, 100)
+CLOCK_ALIGNED_DATA_INTERVAL = _seconds("ClockAlignedDataInterval", 0)
+CONNECTION_TIME_OUT = _seconds("ConnectionTimeOut", 120, 1, 3_600)
+CONNECTOR_PHASE_ROTATION = ConfigKey("ConnectorPhaseRotation", Kind.CSL, Access.READ_WRITE, "0.Unknown",
+                                     item_check=_phase_rotation_item, max_items=CSL_MAX_ITEMS)
+CONNECTOR_PHASE_ROTATION_MAX_LENGTH = _read_only("ConnectorPhaseRotationMaxLength", CSL_MAX_ITEMS)
+GET_CONFIGURATION_MAX_KEYS = _read_only("GetConfigurationMaxKeys", 100)
+HEARTBEAT_INTERVAL = _seconds("HeartbeatInterval", 300, 1)
+LIGHT_INTENSITY = _int("LightIntensity", 100, 0, 100)
+LOCAL_AUTHORIZE_OFFLINE = _bool("LocalAuthorizeOffline", True)
+LOCAL_PRE_AUTHORIZE = _bool("LocalPreAuthorize", False)
+MAX_ENERGY_ON_INVALID_ID = _int("MaxEnergyOnInvalidId", 0, 0, 1_000_000)
+MESSAGE_TIMEOUT = _seconds("MessageTimeout", 30, 1, 600)
+METER_VALUES_ALIGNED_DATA = _measurands("MeterValuesAlignedData", "Energy.Active.Import.Register")
+METER_VALUES_ALIGNED_DATA_MAX_LENGTH = _read_only("MeterValuesAlignedDataMaxLength", CSL_MAX_ITEMS)
+METER_VALUES_SAMPLED_DATA = _measurands("MeterValuesSampledData",
+                                        "Energy.Active.Import.Register,Power.Active.Import,SoC")
+METER_VALUES_SAMPLED_DATA_MAX_LENGTH = _read_only("MeterValuesSampledDataMaxLength", CSL_MAX_ITEMS)
+METER_VALUE_SAMPLE_INTERVAL = _seconds("MeterValueSampleInterval", 60)
+MINIMUM_STATUS_DURATION = _seconds("MinimumStatusDuration", 0, 0, 3_600)
+NUMBER_OF_CONNECTORS = _read_only("NumberOfConnectors", 1)
+RESET_RETRIES = _int("ResetRetries", 1, 0, 10)
+STOP_TRANSACTION_ON_EV_SIDE_DISCONNECT = _bool("StopTransactionOnEVSideDisconnect", True)
+STOP_TRANSACTION_ON_INVALID_ID = _bool("StopTransactionOnInvalidId", True)
+STOP_TRANSACTION_MAX_METER_VALUES = _read_only("StopTransactionMaxMeterValues", 500)
+STOP_TXN_ALIGNED_DATA = _measurands("StopTxnAlignedData", "")
+STOP_TXN_ALIGNED_DATA_MAX_LENGTH = _read_only("StopTxnAlignedDataMaxLength", CSL_MAX_ITEMS)
+STOP_TXN_SAMPLED_DATA = _measurands("StopTxnSampledData", "Energy.Active.Import.Register")
+STOP_TXN_SAMPLED_DATA_MAX_LENGTH = _read_only("StopTxnSampledDataMaxLength", CSL_MAX_ITEMS)
+SUPPORTED_FEATURE_PROFILES = ConfigKey("SupportedFeatureProfiles", Kind.CSL, Access.READ,
+                                       ",".join(FEATURE_PROFILES))
+TRANSACTION_MESSAGE_ATTEMPTS = _int("TransactionMessageAttempts", 3, 1, 100)
+TRANSACTION_MESSAGE_RETRY_INTERVAL = _seconds("TransactionMessageRetryInterval", 60)
+# Fixed cables (DC, and Type 2 with a tethered cable): the connector cannot be unlocked (errata 3.83).
+UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT = _bool("UnlockConnectorOnEVSideDisconnect", True)
+WEB_SOCKET_PING_INTERVAL = _seconds("WebSocketPingInterval", 60)
+
+# ---- Local Auth List Management (§9.2) ----------------------------------------------------------
+LOCAL_AUTH_LIST_ENABLED = _bool("LocalAuthListEnabled", True)
+LOCAL_AUTH_LIST_MAX_LENGTH = _read_only("LocalAuthListMaxLength", 10_000)
+SEND_LOCAL_LIST_MAX_LENGTH = _read_only("SendLocalListMaxLength", 1_000)
+
+# ---- Reservation (§9.3) -------------------------------------------------------------------------
+RESERVE_CONNECTOR_ZERO_SUPPORTED = _bool("ReserveConnectorZeroSupported", True, Access.READ)
+
+# ---- Smart Charging (§9.4) ----------------------------------------------------------------------
+CHARGE_PROFILE_MAX_STACK_LEVEL = _read_only("ChargeProfileMaxStackLevel", 10)
+CHARGING_SCHEDULE_ALLOWED_CHARGING_RATE_UNIT = ConfigKey("ChargingScheduleAllowedChargingRateUnit", Kind.CSL,
+                                                         Access.READ, "Current,Power")
+CHARGING_SCHEDULE_MAX_PERIODS = _read_only("ChargingScheduleMaxPeriods", 48)
+CONNECTOR_SWITCH_3_TO_1_PHASE_SUPPORTED = _bool("ConnectorSwitch3to1PhaseSupported", False, Access.READ)
+MAX_CHARGING_PROFILES_INSTALLED = _read_only("MaxChargingProfilesInstalled", 64)
+
+# ---- Firmware Management (errata 3.88) ----------------------------------------------------------
+SUPPORTED_FILE_TRANSFER_PROTOCOLS = ConfigKey("SupportedFileTransferProtocols", Kind.CSL, Access.READ,
+                                              "FTP,FTPS,HTTP,HTTPS")
+
+# ---- Security Whitepaper ed.2 §7 ----------------------------------------------------------------
+ADDITIONAL_ROOT_CERTIFICATE_CHECK = _bool("AdditionalRootCertificateCheck", False, Access.READ)
+AUTHORIZATION_KEY = ConfigKey("AuthorizationKey", Kind.TEXT, Access.WRITE, "", max_chars=40, secret=True)
+CERTIFICATE_SIGNED_MAX_CHAIN_SIZE = _read_only("CertificateSignedMaxChainSize", 10_000)
+CERTIFICATE_STORE_MAX_LENGTH = _read_only("CertificateStoreMaxLength", 10)
+CPO_NAME = ConfigKey("CpoName", Kind.TEXT, Access.READ_WRITE, "", max_chars=64)
+SECURITY_PROFILE = _int("SecurityProfile", 0, 0, 3)
+
+ALL_KEYS: tuple[ConfigKey, ...] = tuple(
+    value for value in dict(globals()).values() if isinstance(value, ConfigKey))
+BY_NAME: Mapping[str, ConfigKey] = {key.name: key for key in ALL_KEYS}
+KEY_NAMES_CASEFOLDED: Mapping[str, ConfigKey] = {key.name.casefold(): key for key in ALL_KEYS}
+
+
+def find(name: str) -> ConfigKey | None:
+    """The key called `name` (exact spelling first, then case-insensitively)."""
+    return BY_NAME.get(name) or KEY_NAMES_CASEFOLDED.get(name.casefold())
+
+
+Listener = Callable[[ConfigKey, Any], None]
+
+
+class ConfigurationStore:
+    """The value of every key, kept in memory and persisted on change.
+
+    `loader`/`saver` read and write the table (synchronous ORM code; ocpp16 passes functions
+    that run on Django's thread). Checks that need more than the key's own rules (e.g.
+    SecurityProfile may only go up, AuthorizationKey needs hex) are `guards` per key: a guard
+    raises InvalidValue to refuse a change.
+    """
+
+    def __init__(self, defaults: Mapping[str, str] | None = None,
+                 stored: Mapping[str, str] | None = None) -> None:
+        self._text: dict[str, str] = {key.name: key.default for key in ALL_KEYS}
+        for source in (defaults or {}), (stored or {}):
+            for name, text in source.items():
+                key = BY_NAME.get(name)
+                if key is None:
+                    log.warning("stored configuration key %s is unknown; ignored", name)
+                    continue
+                try:
+                    key.parse(text)
+                except InvalidValue as error:
+                    log.error("configuration %s: %s; the default is used", name, error)
+                    continue
+                self._text[name] = text.strip()
+        self._listeners: dict[str, list[Listener]] = {}
+        self._guards: dict[str, list[Callable[[Any], None]]] = {}
+
+    def get(self, key: ConfigKey) -> Any:
+        """The typed value (bool, int, tuple of str, or str)."""
+        return key.parse(self._text[key.name])
+
+    def text(self, key: ConfigKey) -> str:
+        return self._text[key.name]
+
+    def listen(self, key: ConfigKey, listener: Listener) -> None:
+        """Call `listener(key, new value)` after each accepted change of `key`."""
+        self._listeners.setdefault(key.name, []).append(listener)
+
+    def guard(self, key: ConfigKey, check: Callable[[Any], None]) -> None:
+        self._guards.setdefault(key.name, []).append(check)
+
+    def check_change(self, name: str, text: str) -> tuple[ConfigurationStatus, ConfigKey | None, Any]:
+        """What ChangeConfiguration answers for (name, text), without changing anything."""
+        key = find(name)
+        if key is None:
+            return ConfigurationStatus.not_supported, None, None
+        if key.access is Access.READ:
+            return ConfigurationStatus.rejected, key, None
+        try:
+            value = key.parse(text)
+            for check in self._guards.get(key.name, ()):
+                check(value)
+        except InvalidValue as error:
+            log.info("ChangeConfiguration %s rejected: %s", key.name, error)
+            return ConfigurationStatus.rejected, key, None
+        status = ConfigurationStatus.reboot_required if key.reboot_required else ConfigurationStatus.accepted
+        return status, key, value
+
+    def apply(self, key: ConfigKey, value: Any) -> None:
+        """Take a checked value (persist it first, outside, then call this)."""
+        self._text[key.name] = key.format(value)
+        log.info("configuration %s = %s", key.name, "(hidden)" if key.secret else key.format(value))
+        for listener in self._listeners.get(key.name, ()):
+            try:
+                listener(key, value)
+            except Exception:  # one listener's bug must not undo an accepted change
+                log.exception("listener of %s failed", key.name)
+
+    def readable(self, names: Iterable[str] | None = None) -> tuple[list[tuple[ConfigKey, str]], list[str]]:
+        """(key, value) pairs for GetConfiguration and the names it does not know; write-only
+        keys count as unknown (never returned)."""
+        wanted = list(names) if names else [key.name for key in ALL_KEYS]
+        found: list[tuple[ConfigKey, str]] = []
+        unknown: list[str] = []
+        for name in wanted:
+            key = find(name)
+            if key is None or key.access is Access.WRITE:
+                unknown.append(name)
+            else:
+                found.append((key, self._text[key.name]))
+        return found, unknown
