@@ -108,6 +108,13 @@ OCPP_LIMIT = KeySpec(
     "source and expiry; written with a TTL ending at that expiry, deleted when no profile applies. "
     "smartw obeys it (workers/smartw/limits.py).",
 )
+RESERVATIONS = KeySpec(
+    "ocpp:reservations", m.Reservations, "ocpp16",
+    "Every reservation in force (OCPP ReserveNow: connector or 0 for any, idTag, parentIdTag, "
+    "expiry), written whole at each change with a TTL ending at the last expiry, deleted when none "
+    "is left. smartw shows a held connector Reserved and refuses other idTags there "
+    "(workers/smartw/reservations.py); each entry lapses at its own expiry.",
+)
 OPERATOR_LIMIT = KeySpec(
     "limit:operator:{connector_id}", m.ChargingLimit, "web (configurator, `manage.py limit`)",
     "The operator's limit on connector N (0: the whole station), source 'operator'; a limit "
@@ -146,6 +153,12 @@ DEVICE_CHANGES = StreamSpec(
     "A device became unavailable, faulted or recovered (fault events for smartw, diag, the HMI).",
     maxlen=1_000,
 )
+FILE_TRANSFERS = StreamSpec(
+    "events:file_transfers", TypeAdapter(m.FileTransferProgress), "jobs",
+    "Each step of a file transfer job (diagnostics/log upload, firmware download and install), "
+    "named by its JobRecord id; ocpp16 sends the matching OCPP status notification.",
+    maxlen=1_000,
+)
 
 # ---- commands -------------------------------------------------------------------------
 
@@ -180,6 +193,13 @@ EXIT_FOR_UPDATE = CommandSpec(
     "Stop every service and exit with the update kind's exit code (ops/start.sh installs).",
 )
 
+RESTART = CommandSpec(
+    "chargepoint.restart", m.RestartRequest, m.CommandResult, "chargepoint",
+    "Stop every station service but the simulator and start them again (OCPP Reset); hard: run the "
+    "configured reboot command in between. Answered at once, before the restart begins.",
+    timeout_s=1.0,
+)
+
 AVAILABILITY = CommandSpec(
     "smartw.availability", m.ChangeAvailabilityRequest, m.AvailabilityReply, "smartw",
     "Set connector N (0: the station) Operative or Inoperative (OCPP ChangeAvailability, "
@@ -191,11 +211,19 @@ FREE_MODE = CommandSpec(
     "configured idTag, no card, no Authorize; kept across restarts.",
 )
 
+OCPP_DATA_TRANSFER = CommandSpec(
+    "ocpp16.data_transfer", m.DataTransferRequest, m.DataTransferReply, "ocpp16",
+    "Send a DataTransfer.req to the CSMS and return its answer (`manage.py ocpp data-transfer`); "
+    "longer than the default MessageTimeout so a slow CSMS's answer still comes back.",
+    timeout_s=35.0,
+)
+
 ALL_KEYS: tuple[KeySpec[Any], ...] = (
     HEARTBEAT, METER, CONNECTOR, STATION, OCPP_LINK, OCPP_TRANSACTION, SUPERVISOR,
-    DIAG, DEVICE, POWER_MODULE, OCPP_LIMIT, OPERATOR_LIMIT,
+    DIAG, DEVICE, POWER_MODULE, OCPP_LIMIT, OPERATOR_LIMIT, RESERVATIONS,
 )
 ALL_STREAMS: tuple[StreamSpec[Any], ...] = (CARDS, SESSIONS, CONNECTOR_CHANGES, STATION_CHANGES,
-                                            AUTH_RESULTS, DEVICE_CHANGES)
+                                            AUTH_RESULTS, DEVICE_CHANGES, FILE_TRANSFERS)
 ALL_COMMANDS: tuple[CommandSpec[Any, Any], ...] = (START, STOP, AUTHORIZE, SIM, SIM_DEVICES,
-                                                 EXIT_FOR_UPDATE, AVAILABILITY, FREE_MODE)
+                                                 EXIT_FOR_UPDATE, RESTART, AVAILABILITY, FREE_MODE,
+                                                 OCPP_DATA_TRANSFER)

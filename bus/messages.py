@@ -58,6 +58,13 @@ class MeterReading(Message):
     power_w: float = Field(description="total active power, W (negative = export)")
     voltage_v: float | None = Field(default=None, description="L1-N or DC voltage, V")
     current_a: float | None = Field(default=None, description="L1 or DC current, A")
+    power_l1_w: float | None = Field(default=None, description="AC: active power on L1, W")
+    power_l2_w: float | None = Field(default=None, description="AC: active power on L2, W")
+    power_l3_w: float | None = Field(default=None, description="AC: active power on L3, W")
+    voltage_l2_v: float | None = Field(default=None, description="AC: L2-N voltage, V")
+    voltage_l3_v: float | None = Field(default=None, description="AC: L3-N voltage, V")
+    current_l2_a: float | None = Field(default=None, description="AC: L2 current, A")
+    current_l3_a: float | None = Field(default=None, description="AC: L3 current, A")
     register_wh: float | None = Field(default=None, description="the meter's raw import register, Wh")
     anomaly: str | None = Field(default=None, description="why this reading's energy step was not "
                                                           "billed: 'energy_backwards' or 'energy_jump'")
@@ -166,6 +173,8 @@ class SessionStarted(Message):
     connector_id: int
     id_tag: str
     meter_start_wh: float = Field(ge=0, description="meter register at start, Wh")
+    reservation_id: int | None = Field(default=None, description="the reservation this session used "
+                                       "(OCPP StartTransaction.reservationId); None: none")
     at: datetime = Field(default_factory=utcnow)
 
 
@@ -229,6 +238,8 @@ class AuthorizeRequest(Message):
 
 class AuthorizeReply(Message):
     status: AuthorizationStatus
+    parent_id_tag: str | None = Field(default=None, max_length=20, description="the idTag's group "
+                                      "(OCPP IdTagInfo.parentIdTag), if the CSMS or the local list gave one")
 
 
 class SimAction(Message):
@@ -295,6 +306,15 @@ class ExitForUpdateRequest(Message):
     ops/start.sh installs the packages staged for `kind` (the FOTA job sends it)."""
 
     kind: UpdateKind
+
+
+class RestartRequest(Message):
+    """Ask chargepoint to stop every station service and start them again (OCPP Reset). The
+    simulator, which plays the hardware, keeps running."""
+
+    kind: Literal["soft", "hard"] = Field(description="soft: restart the services; hard: also run "
+                                          "the configured reboot command (STATION_REBOOT_COMMAND) if any")
+    reason: str = Field(default="", max_length=100, description="for the log, e.g. 'OCPP Reset Soft'")
 
 
 # ---- diag -----------------------------------------------------------------------------
@@ -409,3 +429,123 @@ class FreeModeRequest(Message):
     id_tag: str | None = Field(default=None, min_length=1, max_length=20,
                                description="idTag of free sessions (OCPP CiString20); None: keep "
                                            "the configured one (default 'FREEMODE')")
+
+
+# ---- reservations (OCPP ReserveNow: ocpp16 writes, smartw honours) ---------------------------
+
+
+class ReservationHold(Message):
+    """One reservation the CSMS made (OCPP ReserveNow), in force until it expires, is used by a
+    session, is cancelled or its connector becomes Faulted or Unavailable."""
+
+    reservation_id: int = Field(description="the CSMS's reservationId")
+    connector_id: int = Field(ge=0, description="connector N; 0: any connector of the station "
+                              "(one connector is kept free for it)")
+    id_tag: str = Field(min_length=1, max_length=20, description="who may use it")
+    parent_id_tag: str | None = Field(default=None, min_length=1, max_length=20,
+                                      description="idTags of this group (OCPP parentIdTag) may use it too")
+    expires_at: AwareDatetime = Field(description="when it lapses (UTC)")
+
+    def active(self, now: datetime) -> bool:
+        return now < self.expires_at
+
+    def admits(self, id_tag: str, parent_id_tag: str | None) -> bool:
+        """Whether `id_tag`, of the group `parent_id_tag`, may use it. idTags are CiString20:
+        compared without regard to case (OCPP 1.6 errata 3.73/3.74)."""
+        if id_tag.casefold() == self.id_tag.casefold():
+            return True
+        return (self.parent_id_tag is not None and parent_id_tag is not None
+                and parent_id_tag.casefold() == self.parent_id_tag.casefold())
+
+
+class Reservations(Message):
+    """Every reservation in force, written whole at each change. A reader ignores an entry past
+    its own expiry, so a reservation lapses on time even if its writer has died."""
+
+    holds: tuple[ReservationHold, ...] = ()
+
+    def active(self, now: datetime) -> tuple[ReservationHold, ...]:
+        return tuple(hold for hold in self.holds if hold.active(now))
+
+    def ttl_s(self, now: datetime) -> float | None:
+        """Seconds the key should live: until the last entry expires; None when no entry is
+        active (the key is then deleted, not written)."""
+        active = self.active(now)
+        if not active:
+            return None
+        return max(max(hold.expires_at for hold in active).timestamp() - now.timestamp(), MIN_KEY_TTL_S)
+
+
+# ---- file transfers (jobs run them, ocpp16 tells the CSMS) ------------------------------------
+
+
+class TransferStatus(StrEnum):
+    """Where a file transfer job stands. The value is the OCPP status it becomes: uploads are
+    DiagnosticsStatus / UploadLogStatus, downloads and installs FirmwareStatus (OCPP 1.6 and the
+    Security Whitepaper's signed statuses)."""
+
+    UPLOADING = "Uploading"
+    UPLOADED = "Uploaded"
+    UPLOAD_FAILED = "UploadFailed"
+    DOWNLOAD_SCHEDULED = "DownloadScheduled"
+    DOWNLOADING = "Downloading"
+    DOWNLOADED = "Downloaded"
+    DOWNLOAD_FAILED = "DownloadFailed"
+    DOWNLOAD_PAUSED = "DownloadPaused"
+    SIGNATURE_VERIFIED = "SignatureVerified"
+    INVALID_SIGNATURE = "InvalidSignature"
+    INSTALL_VERIFICATION_FAILED = "InstallVerificationFailed"
+    INSTALL_SCHEDULED = "InstallScheduled"
+    INSTALLING = "Installing"
+    INSTALL_REBOOTING = "InstallRebooting"
+    INSTALLED = "Installed"
+    INSTALLATION_FAILED = "InstallationFailed"
+
+
+class TransferFailure(StrEnum):
+    """Why a transfer failed (with a *Failed status), closed so ocpp16 can map it to OCPP codes."""
+
+    BAD_REQUEST = "bad_request"  # the URL (no host) or another parameter cannot be used
+    UNSUPPORTED_PROTOCOL = "unsupported_protocol"  # a scheme other than ftp, ftps, http, https
+    PERMISSION_DENIED = "permission_denied"  # the server refused our credentials (FTP 530, HTTP 401/403)
+    TRANSFER_FAILED = "transfer_failed"  # every attempt failed (network, server error)
+    NOT_AVAILABLE = "not_available"  # this version of the station cannot do it
+
+
+class FileTransferProgress(Message):
+    """A step of a file transfer job (diagnostics/log upload, firmware download and install),
+    published by the job as it happens; ocpp16 turns it into the matching status notification."""
+
+    job_id: int = Field(ge=1, description="the JobRecord row of the transfer (ocpp16 knows which "
+                        "OCPP request it started it for)")
+    status: TransferStatus
+    failure: TransferFailure | None = Field(default=None, description="with a failed status: why")
+    detail: str = Field(default="", max_length=500, description="what happened, for logs")
+    at: datetime = Field(default_factory=utcnow)
+
+
+# ---- DataTransfer to the CSMS (ocpp16 serves it) -------------------------------------------------
+
+
+class DataTransferRequest(Message):
+    """Send an OCPP DataTransfer.req to the CSMS (`manage.py ocpp data-transfer`)."""
+
+    vendor_id: str = Field(min_length=1, max_length=255, description="the CSMS vendor's id (reverse DNS)")
+    message_id: str | None = Field(default=None, min_length=1, max_length=50)
+    data: str | None = Field(default=None, description="free text the vendor's message defines")
+
+
+class DataTransferReply(Message):
+    """The CSMS's answer (status and data), or why there is none: not connected/accepted
+    (`offline`), no answer in time (`timeout`), CALLERROR or a malformed answer (`call_error`)."""
+
+    status: Literal["Accepted", "Rejected", "UnknownMessageId", "UnknownVendorId"] | None = None
+    data: str | None = None
+    failure: Literal["offline", "timeout", "call_error"] | None = None
+    detail: str = Field(default="", max_length=500, description="with a failure: what happened")
+
+    @model_validator(mode="after")
+    def _an_answer_or_a_failure(self) -> DataTransferReply:
+        if (self.status is None) == (self.failure is None):
+            raise ValueError("a DataTransfer reply has either a status or a failure")
+        return self

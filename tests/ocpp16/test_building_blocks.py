@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.server import serve
 
 from bus.enums import StopReason
-from bus.messages import MeterReading, SessionStarted, SessionStopped
+from bus.messages import SessionStarted, SessionStopped
 from workers.ocpp16 import payloads
 from workers.ocpp16.protocol import StationChargePoint, unroutable_call_error
 from workers.ocpp16.settings import Ocpp16Settings, SettingsError
@@ -38,39 +38,30 @@ async def test_transaction_payloads_are_integer_wh_and_valid_ocpp() -> None:
         assert payloads.to_call(action, payload).__class__.__name__ == action
 
 
-async def test_meter_values_carry_what_is_known_and_nothing_else() -> None:
-    at = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
-    reading = MeterReading(meter="connector1", energy_wh=5_000.4, power_w=11_000.25)
-    full = payloads.periodic_meter_values(1, None, at, reading, 55.5)
-    values = full["meterValue"][0]["sampledValue"]
-    assert [(v["measurand"], v["value"], v["unit"]) for v in values] == [
-        ("Energy.Active.Import.Register", "5000", "Wh"), ("Power.Active.Import", "11000.2", "W"),
-        ("SoC", "55.5", "Percent")]
-    assert "transactionId" not in full  # filled in by the queue once known
-    await payloads.check("MeterValues", full)
-    assert payloads.periodic_meter_values(1, 3, at, None, None) is None
-    only_soc = payloads.periodic_meter_values(1, 3, at, None, 80)
-    assert only_soc["transactionId"] == 3 and len(only_soc["meterValue"][0]["sampledValue"]) == 1
-
-
 async def test_invalid_payload_names_the_field() -> None:
     with pytest.raises(payloads.InvalidPayload, match=r"\$\.idTag"):
         await payloads.check("StartTransaction", {"connectorId": 1, "idTag": "X" * 21, "meterStart": 0,
                                                   "timestamp": "2024-01-01T00:00:00.000Z"})
 
 
-def test_settings_come_from_env_with_bounds() -> None:
+def test_settings_come_from_env_and_ocpp_variables_only_set_key_defaults() -> None:
     settings = Ocpp16Settings.build(csms_url="ws://h:1/ocpp/", charge_point_id="CP", connector_ids=(2, 1),
                                     station_name="A very long station name indeed",
                                     environ={"OCPP_METER_VALUE_SAMPLE_INTERVAL": "2.5",
-                                             "OCPP_WEBSOCKET_PING_INTERVAL": "0"})
+                                             "OCPP_WEBSOCKET_PING_INTERVAL": " 0 ",
+                                             "OCPP_MESSAGE_TIMEOUT": "", "OCPP_RECONNECT_MAX": "0.5"})
     assert settings.csms_url == "ws://h:1/ocpp" and settings.connector_ids == (1, 2)
-    assert settings.meter_value_sample_interval_s == 2.5 and settings.websocket_ping_interval_s is None
-    assert settings.transaction_message_attempts == 3 and len(settings.charge_point_model) == 20
-    for bad in ("ten", "-1"):
-        with pytest.raises(SettingsError, match="OCPP_METER_VALUE_SAMPLE_INTERVAL"):
+    assert len(settings.charge_point_model) == 20 and settings.reconnect_max_s == 0.5
+    assert settings.config_defaults == {"NumberOfConnectors": "2", "MeterValueSampleInterval": "2.5",
+                                        "WebSocketPingInterval": "0"}
+    refused = [("OCPP_METER_VALUE_SAMPLE_INTERVAL", "ten", "must be a number, got 'ten'"),
+               ("OCPP_METER_VALUE_SAMPLE_INTERVAL", "-1", "must be at least 0"),
+               ("OCPP_TRANSACTION_MESSAGE_ATTEMPTS", "2.5", "must be an integer"),
+               ("OCPP_RECONNECT_MAX", "0", "must be between 0.1 and 3600")]
+    for variable, bad, rule in refused:
+        with pytest.raises(SettingsError, match=f"{variable} {rule}"):
             Ocpp16Settings.build(csms_url="ws://h", charge_point_id="CP", connector_ids=(1,),
-                                 station_name="s", environ={"OCPP_METER_VALUE_SAMPLE_INTERVAL": bad})
+                                 station_name="s", environ={variable: bad})
 
 
 def test_backoff_grows_to_the_cap_with_a_random_part_and_resets() -> None:

@@ -10,6 +10,7 @@ import pytest
 from bus import Bus, contract
 from bus.messages import MeterReading, utcnow
 from webapp.station.models import OutboxMessage, Transaction
+from workers.ocpp16.config_keys import ConfigurationStore
 from workers.ocpp16.meter import MeterSampler
 from workers.ocpp16.txqueue import TransactionQueue, db
 
@@ -21,7 +22,8 @@ async def _run_sampler_briefly(bus: Bus) -> list[str]:
     async def queued() -> None:
         return None
 
-    sampler = MeterSampler(bus, TransactionQueue(attempts=3, retry_interval_s=1), 10.0, queued)
+    config = ConfigurationStore({"MeterValueSampleInterval": "10"})
+    sampler = MeterSampler(bus, TransactionQueue(attempts=3, retry_interval_s=1), config, queued)
     task = asyncio.create_task(sampler.run())
     await asyncio.sleep(0.5)
     task.cancel()

@@ -109,7 +109,10 @@ async def test_authorize_over_the_bus_asks_the_csms(bus: Bus, csms: Csms, start_
     await csms.stop()
     await async_wait_until(lambda: _offline(bus), what="ocpp16 noticing the CSMS is gone")
     offline = await bus.request(contract.AUTHORIZE, AuthorizeRequest(id_tag="GOOD1"))
-    assert offline.status == AuthorizationStatus.INVALID  # offline rules are a later issue
+    unknown = await bus.request(contract.AUTHORIZE, AuthorizeRequest(id_tag="NEVERSEEN"))
+    # GOOD1 was cached when the CSMS accepted it (LocalAuthorizeOffline); an unknown id is refused
+    # offline (AllowOfflineTxForUnknownId is false by default).
+    assert (offline.status, unknown.status) == (AuthorizationStatus.ACCEPTED, AuthorizationStatus.INVALID)
 
 
 async def _known_transaction(bus: Bus, connector_id: int):

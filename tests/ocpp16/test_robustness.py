@@ -1,20 +1,32 @@
-"""Bad frames, refused handshakes, CALLERRORs and bad input neither stop ocpp16 nor lose data."""
+"""Bad frames, refused handshakes, CALLERRORs and bad input neither stop ocpp16 nor lose data.
+
+Protocol-level cases run a real CsmsConnection on a websocket pair in the test (wire_pair.py);
+the others run `python -m workers.ocpp16` against the test CSMS."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
+from ocpp.v16 import call
 
 from bus import Bus, contract
 from bus.enums import AuthorizationStatus, StopReason
 from bus.messages import AuthorizeRequest, SessionStarted, SessionStopped
 from tests.ocpp16.conftest import CHARGE_POINT_ID
+from tests.ocpp16.wire_pair import WirePair, wire_pair
 from tests.support.waiting import async_wait_until
 from webapp.env import REPO_ROOT
+from workers.ocpp16.error_codes import in_1_6_spelling
+from workers.ocpp16.protocol import CallFailure, CsmsCallError
+from workers.ocpp16.wsconnect import MAX_FRAME_BYTES
 from workers.sim.csms import Csms
 
 
@@ -30,19 +42,132 @@ async def test_malformed_frames_from_the_csms_do_not_stop_the_service(
     for frame in ["this is not json", '{"an": "object"}', "[]", '[2, "raw-0", ["not", "a", "name"], {}]',
                   '[3, "nobody-asked", {}]', '[9, "raw-x"]',
                   '[2, "raw-1", "FooBar", {}]',  # not an OCPP 1.6 action
-                  '[2, "raw-2", "Reset", {"type": "Hard"}]',  # an action we do not support yet
-                  '[2, "raw-3", "RemoteStartTransaction", {"idTag": 42}]']:  # breaks the schema
+                  '[2, "raw-2", "BootNotification", {}]',  # an action only a charge point sends
+                  '[2, "raw-3", "RemoteStartTransaction", {"idTag": 42}]',  # breaks the schema
+                  '[2, "raw-4", "RemoteStopTransaction", {}]',  # a required field missing
+                  '[2, "raw-5", "RemoteStopTransaction", {"transactionId": 1, "spare": 0}]']:  # extra one
         await csms.send_raw(CHARGE_POINT_ID, frame)
 
-    async def three_answers() -> bool:
-        return len(csms.raw_replies) >= 3
+    async def all_answers() -> bool:
+        return len(csms.raw_replies) >= 6
 
-    await async_wait_until(three_answers, what="CALLERRORs for the bad CALLs")
+    await async_wait_until(all_answers, what="CALLERRORs for the bad CALLs")
     assert [(r[0], r[1], r[2]) for r in csms.raw_replies] == [
-        (4, "raw-1", "NotImplemented"), (4, "raw-2", "NotSupported"), (4, "raw-3", "TypeConstraintViolation")]
+        (4, "raw-0", "FormationViolation"), (4, "raw-1", "NotImplemented"), (4, "raw-2", "NotSupported"),
+        (4, "raw-3", "TypeConstraintViolation"), (4, "raw-4", "OccurenceConstraintViolation"),
+        (4, "raw-5", "FormationViolation")]
     reply = await bus.request(contract.AUTHORIZE, AuthorizeRequest(id_tag="STILL0K"))
     assert reply.status == AuthorizationStatus.ACCEPTED  # the link still works both ways
     assert ocpp16.running and csms.is_connected(CHARGE_POINT_ID)
+
+
+def _start_with_profile(unique_id: str, purpose: str = "TxProfile", limit: float = 16.0) -> str:
+    schedule = {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}]}
+    profile = {"chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": purpose,
+               "chargingProfileKind": "Absolute", "chargingSchedule": schedule}
+    return json.dumps([2, unique_id, "RemoteStartTransaction", {"idTag": "A", "chargingProfile": profile}])
+
+
+# (frame the CSMS sends, what the charge point must answer: a CALLERROR code or "CALLRESULT")
+BAD_CALLS = [
+    ('[2, "c1", "FooBar", {}]', "NotImplemented"),  # not an OCPP 1.6 action (OCPP-J Table 7)
+    ('[2, "c2", "StartTransaction", {}]', "NotSupported"),  # known, but only a charge point sends it
+    ('[2, "c3", "RemoteStopTransaction", {}]', "OccurenceConstraintViolation"),  # required field missing
+    ('[2, "c4", "RemoteStopTransaction", null]', "OccurenceConstraintViolation"),  # null = {} (OCPP-J §4.1)
+    ('[2, "c5", "RemoteStopTransaction", {"transactionId": "7"}]', "TypeConstraintViolation"),
+    ('[2, "c6", "RemoteStartTransaction", {"idTag": "ABCDEFGHIJKLMNOPQRSTU"}]',  # CiString20
+     "TypeConstraintViolation"),
+    ('[2, "c7", "RemoteStopTransaction", {"transactionId": 7, "why": "x"}]', "FormationViolation"),
+    (_start_with_profile("c8", purpose="Sometimes"), "PropertyConstraintViolation"),  # not in the enum
+    (_start_with_profile("c9", limit=6.25), "PropertyConstraintViolation"),  # limits are multiples of 0.1
+    (_start_with_profile("c10", limit=21.4), "CALLRESULT"),  # it is one, read as a decimal (not a float)
+    ('[2, "c11", "RemoteStopTransaction"]', "FormationViolation"),  # a CALL has four elements
+    ('[2, "c12", 17, {}]', "FormationViolation"),
+    ('[2, "c13", "RemoteStopTransaction", {"transactionId": 7}, "spare"]', "FormationViolation"),
+    (json.dumps([2, "L" * 5000, "RemoteStopTransaction", {"transactionId": 7}]), "CALLRESULT"),  # echoed
+]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_each_bad_call_is_answered_with_its_ocpp_j_1_6_code(bus: Bus) -> None:
+    """OCPP-J Table 7 codes in 1.6 spelling (FormationViolation, OccurenceConstraintViolation);
+    NotSupported for a known action without handler (OCTT TC_042_1/TC_043_1 style), not the
+    library's swapped NotImplemented; schema errors by the keyword that failed."""
+    async with wire_pair(bus) as pair:
+        for frame, expected in BAD_CALLS:
+            await pair.send(frame)
+            answer = await pair.next_frame()
+            assert answer[1] == json.loads(frame)[1], frame
+            assert (answer[2] if answer[0] == 4 else "CALLRESULT") == expected, (frame, answer)
+            assert answer[0] == 3 or (isinstance(answer[3], str) and isinstance(answer[4], dict))
+        assert pair.up
+
+
+def test_callerror_codes_leave_in_1_6_spelling_whoever_raised_them() -> None:
+    assert json.loads(in_1_6_spelling('[4,"a","FormatViolation","d",{"x":1}]')) == [
+        4, "a", "FormationViolation", "d", {"x": 1}]
+    assert json.loads(in_1_6_spelling('[4,"b","OccurrenceConstraintViolation","",{}]'))[2] == \
+        "OccurenceConstraintViolation"
+    assert json.loads(in_1_6_spelling('[4,"c","MessageTypeNotSupported","",{}]'))[2] == "GenericError"
+    for frame in ('[4,"d","NotSupported","",{}]', '[3,"e",{"status":"FormatViolation"}]',
+                  '[2,"f","DataTransfer",{"vendorId":"FormatViolation"}]'):
+        assert in_1_6_spelling(frame) is frame
+
+
+async def _calling(pair: WirePair, timeout_s: float | None = None) -> tuple[asyncio.Task[Any], str]:
+    """A Heartbeat from the charge point; returns its task and the CALL's message id."""
+    task = asyncio.create_task(pair.connection.call(call.Heartbeat(), timeout_s=timeout_s))
+    request = await pair.next_frame()
+    assert request[:3] == [2, request[1], "Heartbeat"]
+    return task, request[1]
+
+
+def _heartbeat_answer(unique_id: str, hour: int) -> str:
+    return json.dumps([3, unique_id, {"currentTime": f"2024-01-01T{hour:02d}:00:00.000Z"}])
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_answers_no_call_waits_for_are_dropped_and_each_call_gets_its_own(bus: Bus) -> None:
+    async with wire_pair(bus) as pair:
+        for stray in ('[3, "nobody-asked", {}]', '[4, "nobody-asked", "GenericError", "", {}]') * 50:
+            await pair.send(stray)
+        task, unique_id = await _calling(pair)
+        await pair.send(_heartbeat_answer(unique_id, 1))
+        assert (await task).current_time.startswith("2024-01-01T01")
+
+        task, unique_id = await _calling(pair, timeout_s=0.3)
+        with pytest.raises(CsmsCallError) as timed_out:
+            await task
+        assert timed_out.value.failure is CallFailure.TIMEOUT
+        await pair.send(_heartbeat_answer(unique_id, 2))  # too late: must not answer the next call
+
+        task, unique_id = await _calling(pair)
+        await pair.send(_heartbeat_answer(unique_id, 3))
+        await pair.send(_heartbeat_answer(unique_id, 4))  # a duplicate: dropped
+        assert (await task).current_time.startswith("2024-01-01T03")
+        task, unique_id = await _calling(pair)
+        await pair.send(_heartbeat_answer(unique_id, 5))
+        assert (await task).current_time.startswith("2024-01-01T05")
+        assert pair.up
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_callerror_or_a_broken_answer_fails_the_call_at_once(bus: Bus) -> None:
+    """A CSMS that answers CALLERROR (or garbage) makes the call fail now, which is what the
+    transaction queue's retries count (OCPP-J errata 3.2), not after the message timeout."""
+    loop = asyncio.get_running_loop()
+    async with wire_pair(bus, response_timeout_s=30) as pair:
+        for answer in ('[4, "{id}", "FormationViolation", "bad", {{}}]', '[4, "{id}"]',
+                       '[4, "{id}", "NoSuchCode", 7, null]', '[3, "{id}", null]', '[3, "{id}"]',
+                       '[3, "{id}", {{"currentTime": 12}}]'):
+            task, unique_id = await _calling(pair)
+            started = loop.time()
+            await pair.send(answer.format(id=unique_id))
+            with pytest.raises(CsmsCallError) as failed:
+                await task
+            assert failed.value.failure is CallFailure.CALL_ERROR, answer
+            assert loop.time() - started < 2, answer
+        assert pair.up
 
 
 async def test_unknown_charge_point_404_is_retried_until_the_csms_knows_it(
@@ -96,6 +221,35 @@ async def test_callerror_and_timeout_are_retried_and_a_start_given_up_leaves_tra
     lost, again = csms.calls("StopTransaction")[2:]
     assert lost.payload == again.payload and lost.unique_id != again.unique_id
     assert (lost.answered, again.answered) == (False, True)
+
+
+async def test_a_frame_beyond_the_size_limit_closes_with_1009_and_nothing_queued_is_lost(
+        bus: Bus, csms: Csms, start_ocpp16, service_db: Path) -> None:
+    """websockets closes the connection (1009 message too big) on a frame over MAX_FRAME_BYTES;
+    ocpp16 reconnects and the transaction message that was waiting for its answer is sent again."""
+    ocpp16 = await _online(csms, start_ocpp16, OCPP_METER_VALUE_SAMPLE_INTERVAL="0",
+                           OCPP_MESSAGE_TIMEOUT="60")
+    csms.behaviour.unanswered = {"StartTransaction": 1}
+    await _session(bus, "big-frame", "CARD5")
+    await csms.wait_for_call("StartTransaction", answered=False)
+    padding = "x" * (MAX_FRAME_BYTES + 1)
+    await csms.send_raw(CHARGE_POINT_ID, json.dumps([2, "too-big", "DataTransfer",
+                                                     {"vendorId": "test", "data": padding}]))
+
+    stop = await csms.wait_for_call("StopTransaction", timeout_s=20)
+    first, again = csms.calls("StartTransaction")
+    assert first.payload == again.payload and (first.answered, again.answered) == (False, True)
+    assert stop.payload["transactionId"] == again.response["transactionId"]
+    assert len(csms.calls("StopTransaction")) == 1 and "too-big" not in str(csms.raw_replies)
+    assert "1009" in ocpp16.log() and ocpp16.running
+
+    async def both_delivered() -> bool:
+        with sqlite3.connect(service_db) as db:
+            states = db.execute("SELECT action, state FROM station_outboxmessage "
+                                "WHERE session_id = 'big-frame' ORDER BY id").fetchall()
+        return states == [("StartTransaction", "delivered"), ("StopTransaction", "delivered")]
+
+    await async_wait_until(both_delivered, what="Start and Stop marked delivered")
 
 
 async def test_session_with_an_invalid_id_tag_is_kept_as_failed_and_does_not_block_the_queue(

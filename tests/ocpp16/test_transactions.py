@@ -42,11 +42,11 @@ async def test_session_becomes_start_meter_values_and_stop(bus: Bus, csms: Csms,
     assert meter.payload["transactionId"] == running.transaction_id
     assert meter.payload["connectorId"] == 1
     assert sampled(meter, "Energy.Active.Import.Register") == {
-        "value": "12346", "context": "Sample.Periodic", "measurand": "Energy.Active.Import.Register",
-        "unit": "Wh"}
+        "value": "12346", "context": "Sample.Periodic", "format": "Raw",
+        "measurand": "Energy.Active.Import.Register", "location": "Outlet", "unit": "Wh"}
     assert sampled(meter, "Power.Active.Import")["value"] == "7400"
-    assert sampled(meter, "SoC") == {"value": "42", "context": "Sample.Periodic", "measurand": "SoC",
-                                     "location": "EV", "unit": "Percent"}
+    assert sampled(meter, "SoC") == {"value": "42", "context": "Sample.Periodic", "format": "Raw",
+                                     "measurand": "SoC", "location": "EV", "unit": "Percent"}
 
     await bus.publish(contract.SESSIONS, SessionStopped(session_id="s-1", connector_id=1, id_tag="04A1B2C3",
                                                         meter_stop_wh=15_000.7, reason=StopReason.LOCAL))

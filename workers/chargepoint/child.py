@@ -138,8 +138,9 @@ class Child:
             self.backoff_s = BACKOFF_FIRST_S
 
     def is_hung(self, now: float, beat: Heartbeat | None) -> bool:
-        """Judge a running process by its heartbeat (call only while Redis is readable)."""
-        if not self.running or self.process is None:
+        """Judge a running process by its heartbeat (call only while Redis is readable). One
+        asked to stop is not: it stops beating while it finishes its work in hand."""
+        if not self.running or self.process is None or self.stopped:
             return False
         if self.first_beat_at is None:
             return now - self.spawned_at > self.startup_grace_s
@@ -163,6 +164,13 @@ class Child:
         if self.process is not None and self.running:
             log.warning("%s (pid %s) did not stop in time; killing it", self.name, self.process.pid)
             self.process.kill()
+
+    def rearm(self, now: float) -> None:
+        """After a deliberate stop (a restart of the services, restart.py): start again at once."""
+        self.reap(now)  # still `stopped`: records the exit code, schedules nothing
+        self.stopped = False
+        self.backoff_s = BACKOFF_FIRST_S
+        self.restart_at = now
 
     def state(self) -> ChildState:
         return ChildState(

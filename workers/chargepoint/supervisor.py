@@ -4,6 +4,8 @@ One tick every CHECK_PERIOD_S: reap exited children (restart after their backoff
 child's heartbeat key, kill a hung one, publish the children's state (contract.SUPERVISOR).
 Process supervision needs no Redis: while Redis is down, exits are still restarted, and no
 child is judged by its heartbeat until Redis has been back for BUS_SETTLE_S.
+Commands: contract.EXIT_FOR_UPDATE (stop every service, exit with the update's code) and
+contract.RESTART (stop the services and start them again, restart.py: an OCPP Reset).
 """
 
 from __future__ import annotations
@@ -12,17 +14,20 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from bus import contract
-from bus.messages import CommandResult, ExitForUpdateRequest, Heartbeat, SupervisorState
+from bus.contract import CommandSpec, Rep, Req
+from bus.messages import CommandResult, ExitForUpdateRequest, Heartbeat, RestartRequest, SupervisorState
 from bus.service import REDIS_ERRORS, Service
+from bus.tasks import cancel_and_wait
 from webapp.env import REPO_ROOT
 from workers.chargepoint.child import STARTUP_GRACE_S, Child
 from workers.chargepoint.exit_codes import ExitCode
+from workers.chargepoint.restart import ServiceRestart, reboot_command
 from workers.chargepoint.services import ServiceSpec
 
 log = logging.getLogger(__name__)
@@ -55,6 +60,8 @@ class Supervisor(Service):
         self._published_at = 0.0
         self._gates_open = False
         self._first_tick_at: float | None = None
+        self._reboot_argv = reboot_command()  # a bad STATION_REBOOT_COMMAND fails the start
+        self._restart: asyncio.Task[None] | None = None
 
     def main(self) -> int:
         super().main()
@@ -64,11 +71,15 @@ class Supervisor(Service):
         commands = asyncio.create_task(self._serve_commands(), name="chargepoint.commands")
         try:
             await self._supervise(commands)
+            if self._restart is not None:  # a restart in progress must not start services again
+                await cancel_and_wait([self._restart])
             await self._stop_children()
         finally:
             for child in self.children:  # no-op after a clean stop; SIGKILL on a crash or cancel
                 child.kill()
             commands.cancel()
+            if self._restart is not None:
+                self._restart.cancel()
 
     async def _supervise(self, commands: asyncio.Task[None]) -> None:
         names = ", ".join(child.name for child in self.children)
@@ -77,6 +88,9 @@ class Supervisor(Service):
             await self._tick(time.monotonic())
             if commands.done() and not commands.cancelled():
                 commands.result()  # re-raises a bug in the command server: crash, exit 1
+            if self._restart is not None and self._restart.done():
+                self._restart.result()  # re-raises a bug in the restart: crash, exit 1
+                self._restart = None
             await self.sleep(CHECK_PERIOD_S)
 
     async def _tick(self, now: float) -> None:
@@ -162,11 +176,15 @@ class Supervisor(Service):
         self._published, self._published_at = comparable, now
 
     async def _serve_commands(self) -> None:
+        await asyncio.gather(self._serve(contract.EXIT_FOR_UPDATE, self._exit_for_update),
+                             self._serve(contract.RESTART, self._restart_services))
+
+    async def _serve(self, spec: CommandSpec[Req, Rep], handler: Callable[[Req], Awaitable[Rep]]) -> None:
         while not self.stopping.is_set():
             try:
-                await self.bus.serve(contract.EXIT_FOR_UPDATE, self._exit_for_update, stop=self.stopping)
+                await self.bus.serve(spec, handler, stop=self.stopping)
             except REDIS_ERRORS as error:
-                log.debug("command server lost Redis: %s", error)
+                log.debug("%s server lost Redis: %s", spec.name, error)
                 await self.sleep(COMMAND_RETRY_S)
 
     # ---- commands and stop --------------------------------------------------------
@@ -179,6 +197,18 @@ class Supervisor(Service):
                     request.kind, int(self.exit_code))
         self.stopping.set()
         return CommandResult(accepted=True, reason="stopping")
+
+    async def _restart_services(self, request: RestartRequest) -> CommandResult:
+        """Answer at once, then restart in the background (ocpp16, which asked, is among the
+        services stopped); the tick goes on reaping and publishing meanwhile."""
+        if self.stopping.is_set():
+            return CommandResult(accepted=False, reason="already_stopping")
+        if self._restart is not None:
+            return CommandResult(accepted=False, reason="already_restarting")
+        restart = ServiceRestart(self.children, request, self._reboot_argv,
+                                 stop_grace_s=CHILD_STOP_GRACE_S, kill_wait_s=KILL_WAIT_S)
+        self._restart = asyncio.create_task(restart.run(), name="chargepoint.restart")
+        return CommandResult(accepted=True, reason="restarting")
 
     async def _stop_children(self) -> None:
         """SIGTERM every child, wait up to CHILD_STOP_GRACE_S, SIGKILL the rest."""

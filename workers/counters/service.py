@@ -96,7 +96,10 @@ class MeterPoller:
             log.warning("meter %s: %s (%s); not billed", self.name, judged.anomaly, judged.detail)
         return MeterReading(meter=self.name, energy_wh=judged.billing_wh, power_w=snapshot.power_w,
                             voltage_v=snapshot.voltage_v, current_a=snapshot.current_a,
-                            register_wh=snapshot.energy_wh,
+                            power_l1_w=snapshot.power_l1_w, power_l2_w=snapshot.power_l2_w,
+                            power_l3_w=snapshot.power_l3_w, voltage_l2_v=snapshot.voltage_l2_v,
+                            voltage_l3_v=snapshot.voltage_l3_v, current_l2_a=snapshot.current_l2_a,
+                            current_l3_a=snapshot.current_l3_a, register_wh=snapshot.energy_wh,
                             anomaly=judged.anomaly.value if judged.anomaly else None)
 
 

@@ -82,8 +82,15 @@ def build_archive(job: JobLog, params: dict[str, Any]) -> str:
     """The job's handler: writes the zip and returns its path relative to STATION_DATA_DIR."""
     request = parse_request(params)
     env: StationEnv = settings.STATION_ENV
+    target = write_archive(job, request, archive_name(request, job.record_id))
+    return str(target.relative_to(env.data_dir))
+
+
+def write_archive(job: JobLog, request: ArchiveRequest, name: str) -> Path:
+    """Write the zip `name` under the archives folder (also the diagnostics upload's file)."""
+    env: StationEnv = settings.STATION_ENV
     env.archives_dir.mkdir(parents=True, exist_ok=True)
-    target = env.archives_dir / archive_name(request, job.record_id)
+    target = env.archives_dir / name
     partial = target.with_name(target.name + PARTIAL_SUFFIX)
     job.info("building %s for %s .. %s", target.name, request.start.isoformat(), request.end.isoformat())
     try:
@@ -95,7 +102,7 @@ def build_archive(job: JobLog, params: dict[str, Any]) -> str:
     finally:
         partial.unlink(missing_ok=True)  # only left over when writing failed
     job.info("archive ready: %s (%d bytes)", target.name, target.stat().st_size)
-    return str(target.relative_to(env.data_dir))
+    return target
 
 
 def archive_name(request: ArchiveRequest, record_id: int) -> str:

@@ -26,6 +26,8 @@ class JobKind(StrEnum):
     """The jobs this station runs; the value is stored in JobRecord.kind."""
 
     DIAGNOSTICS_ARCHIVE = "diagnostics_archive"
+    DIAGNOSTICS_UPLOAD = "diagnostics_upload"  # OCPP GetDiagnostics / GetLog: build, then upload
+    FIRMWARE_UPDATE = "firmware_update"  # OCPP UpdateFirmware / SignedUpdateFirmware
 
 
 class JobFailed(Exception):

@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from workers.jobs import archive
+from workers.jobs import archive, diagnostics_upload, firmware
 from workers.jobs.base import Handler, JobKind
 
 HANDLERS: Mapping[JobKind, Handler] = MappingProxyType({
     JobKind.DIAGNOSTICS_ARCHIVE: archive.build_archive,
+    JobKind.DIAGNOSTICS_UPLOAD: diagnostics_upload.upload_diagnostics,
+    JobKind.FIRMWARE_UPDATE: firmware.update_firmware,
 })
 
 _missing = set(JobKind) - set(HANDLERS)

@@ -5,7 +5,9 @@
 - `perform` (the RQ entry point) claims the row, runs the kind's handler, and records the end:
   `finished` with the result file, `failed` with the reason of a `JobFailed`, or `errored`
   with the traceback of anything else;
-- `run_sync` runs a job in the calling process (CLI, tests) with the same bookkeeping.
+- `run_sync` runs a job in the calling process (CLI, tests) with the same bookkeeping;
+- `cancel` ends a queued or running job's row (failed, "cancelled: why") and takes the job off
+  the queue or stops its process; a row that has ended is never changed again.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import django_rq
 import redis.exceptions
 from django.db import connections, transaction
 from django.utils import timezone
-from rq.job import Job
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job, JobStatus
 
 from webapp.station.models import JobRecord
 from workers.jobs.base import Handler, JobFailed, JobKind, JobLog, append_line
@@ -38,21 +42,26 @@ class JobErrored(Exception):
     """Raised to RQ after a crash was recorded, so RQ's failed-job registry shows it too."""
 
 
-def submit(kind: JobKind, params: dict[str, Any], *, at: datetime | None = None) -> JobRecord:
+def submit(kind: JobKind, params: dict[str, Any], *, at: datetime | None = None,
+           timeout_s: int | None = None) -> JobRecord:
     """Write the row, then enqueue on commit (at once outside a transaction); `at` = run later
-    (the worker's scheduler enqueues it then). A Redis outage ends the row `failed`."""
+    (the worker's scheduler enqueues it then); `timeout_s` = the job's time limit (default: the
+    queue's). A Redis outage ends the row `failed`."""
     record = JobRecord.objects.create(kind=JobKind(kind), params=params, rq_job_id=uuid.uuid4().hex)
-    transaction.on_commit(partial(_enqueue, record.pk, record.rq_job_id, at))
+    transaction.on_commit(partial(_enqueue, record.pk, record.rq_job_id, at, timeout_s))
     return record
 
 
-def _enqueue(record_id: int, job_id: str, at: datetime | None) -> None:
+def _enqueue(record_id: int, job_id: str, at: datetime | None, timeout_s: int | None) -> None:
     queue = django_rq.get_queue(QUEUE, commit_mode="auto")  # we already wait for the commit
+    options: dict[str, Any] = {"job_id": job_id}
+    if timeout_s is not None:
+        options["job_timeout"] = timeout_s
     try:
         if at is None:
-            queue.enqueue(perform, record_id, job_id=job_id)
+            queue.enqueue(perform, record_id, **options)
         else:
-            queue.enqueue_at(at, perform, record_id, job_id=job_id)
+            queue.enqueue_at(at, perform, record_id, **options)
     except redis.exceptions.RedisError as error:
         log.error("job #%s not queued: %s", record_id, error)
         _end(record_id, Status.FAILED, f"not queued: the job queue (Redis) is unavailable: {error}")
@@ -109,10 +118,34 @@ def _handler(kind: str) -> Handler:
 
 
 def _end(record_id: int, status: Status, reason: str = "", *, result_file: str = "") -> None:
+    """Record the end of a queued or running job (a cancelled one has ended already)."""
     changes: dict[str, Any] = {"status": status, "finished_at": timezone.now(), "result_file": result_file}
     if reason:
         changes["log"] = append_line(logging.ERROR, reason)
-    JobRecord.objects.filter(pk=record_id).update(**changes)
+    JobRecord.objects.filter(pk=record_id, status__in=[Status.QUEUED, Status.RUNNING]).update(**changes)
+
+
+def cancel(record_id: int, reason: str) -> bool:
+    """End a queued or running job as failed ("cancelled: reason"); False if it had ended. The
+    RQ job is taken off the queue, or its process stopped; a job that cannot be reached stops
+    by itself where it checks its row (e.g. between upload attempts)."""
+    ended = JobRecord.objects.filter(pk=record_id, status__in=[Status.QUEUED, Status.RUNNING]).update(
+        status=Status.FAILED, finished_at=timezone.now(),
+        log=append_line(logging.WARNING, f"cancelled: {reason}"))
+    if not ended:
+        return False
+    rq_job_id = JobRecord.objects.values_list("rq_job_id", flat=True).get(pk=record_id)
+    connection = django_rq.get_queue(QUEUE).connection
+    try:
+        job = Job.fetch(rq_job_id, connection=connection)
+        if job.get_status() == JobStatus.STARTED:
+            send_stop_job_command(connection, rq_job_id)
+        else:
+            job.cancel()
+    except (NoSuchJobError, InvalidJobOperation, redis.exceptions.RedisError) as error:
+        log.warning("job #%s cancelled in its row; the queue could not be told (%s)", record_id, error)
+    log.info("job #%s cancelled: %s", record_id, reason)
+    return True
 
 
 # ---- recovery: jobs whose process died -----------------------------------------------------

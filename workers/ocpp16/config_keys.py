@@ -7,22 +7,38 @@ table `OcppSetting`, so a change survives a reboot. Defaults that depend on the 
 (NumberOfConnectors) or on the environment (the `OCPP_*` variables of settings.py, kept for
 tools and tests) are given when the store is built.
 
-Vendor keys (prefix `Station`) expose the station's own settings the same way.
+Values are parsed strictly, because a CSMS sends strings and a lenient parser turns a typo into
+a setting nobody asked for: integers are ASCII digits, seconds have at most three decimals,
+text is printable, a list has no empty or repeated items. A value that parses is formatted back
+to the same typed value (round trip), so what GetConfiguration reports is what is in force.
+
+Vendor keys (prefix `Station`) expose the station's own settings the same way. Those smartw
+owns (`Holder.SMARTW`) are never stored here: vendor_keys.py reads and changes them at smartw.
+Other modules follow a key with `store.listen` (or `IntervalPacer` for a loop paced by one).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import re
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from ocpp.v16.enums import ConfigurationStatus, Measurand
+from ocpp.v16.enums import ConfigurationStatus
+
+from workers.ocpp16 import measurands
 
 log = logging.getLogger(__name__)
 
-MAX_VALUE_CHARS = 500  # GetConfiguration value limit (schema)
+MAX_VALUE_CHARS = 500  # GetConfiguration / ChangeConfiguration value limit (schema)
+SHOWN_CHARS = 40  # of a refused value, in an error message
+INTEGER = re.compile(r"-?[0-9]+")
+DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]{1,3})?")  # seconds: millisecond resolution at most
 
 
 class Access(StrEnum):
@@ -34,26 +50,35 @@ class Access(StrEnum):
 class Kind(StrEnum):
     BOOL = "bool"
     INT = "int"
-    SECONDS = "seconds"  # an integer of seconds; decimals accepted (tools and tests use 0.2 s)
+    SECONDS = "seconds"  # seconds; up to 3 decimals accepted (tools and tests use 0.2 s)
     CSL = "csl"  # comma-separated list
     TEXT = "text"
 
 
+class Holder(StrEnum):
+    """Where a key's value lives."""
+
+    OCPP16 = "ocpp16"  # this store, persisted in OcppSetting
+    SMARTW = "smartw"  # smartw's RuntimeSettings row: read and changed by vendor_keys.py
+
+
 class InvalidValue(ValueError):
-    """A value a key cannot take (ChangeConfiguration answers Rejected)."""
+    """A value a key cannot take (ChangeConfiguration answers Rejected). The message is the
+    rule broken ("must be ..."), for the caller to prefix with what was being set."""
 
 
 # Measurands this station can sample (meter register, power, voltage, current, the EV's SoC,
 # what smartw offers). A CSL key naming another one is Rejected (ocpp16.md §2.6).
-SUPPORTED_MEASURANDS = frozenset({
-    Measurand.energy_active_import_register, Measurand.power_active_import, Measurand.voltage,
-    Measurand.current_import, Measurand.soc, Measurand.current_offered, Measurand.power_offered,
-})
+SUPPORTED_MEASURANDS = measurands.READABLE
 PHASES = ("L1", "L2", "L3", "N", "L1-N", "L2-N", "L3-N", "L1-L2", "L2-L3", "L3-L1")
 FEATURE_PROFILES = ("Core", "FirmwareManagement", "LocalAuthListManagement", "Reservation",
                     "SmartCharging", "RemoteTrigger")
 PHASE_ROTATIONS = frozenset({"NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR"})
 CSL_MAX_ITEMS = 8  # *MaxLength keys
+
+
+def _shown(text: str) -> str:
+    return repr(text[:SHOWN_CHARS] + ("..." if len(text) > SHOWN_CHARS else ""))
 
 
 def _measurand_item(item: str) -> None:
@@ -63,22 +88,14 @@ def _measurand_item(item: str) -> None:
     for measurand in SUPPORTED_MEASURANDS:
         if item.startswith(measurand + ".") and item[len(measurand) + 1:] in PHASES:
             return
-    raise InvalidValue(f"measurand {item!r} is not supported")
+    raise InvalidValue(f"must name supported measurands; {_shown(item)} is not one")
 
 
 def _phase_rotation_item(item: str) -> None:
     connector, dot, rotation = item.partition(".")
-    if not dot or not connector.isdigit() or rotation not in PHASE_ROTATIONS:
-        raise InvalidValue(f"{item!r} is not <connector>.<rotation>")
-
-
-def _one_of(allowed: Iterable[str]) -> Callable[[str], None]:
-    tokens = frozenset(allowed)
-
-    def check(item: str) -> None:
-        if item not in tokens:
-            raise InvalidValue(f"{item!r} is not one of {', '.join(sorted(tokens))}")
-    return check
+    if not dot or not INTEGER.fullmatch(connector) or connector.startswith("-") \
+            or rotation not in PHASE_ROTATIONS:
+        raise InvalidValue(f"must be <connector>.<rotation> items; {_shown(item)} is not")
 
 
 @dataclass(frozen=True)
@@ -94,67 +111,71 @@ class ConfigKey:
     item_check: Callable[[str], None] | None = None  # CSL: each item
     max_items: int | None = None  # CSL
     max_chars: int = MAX_VALUE_CHARS
+    min_chars: int = 0  # TEXT
     reboot_required: bool = False
     secret: bool = False  # never logged, never returned
+    holder: Holder = Holder.OCPP16
 
     def parse(self, text: str) -> Any:
         """The typed value of `text`, or InvalidValue."""
+        if len(text) > MAX_VALUE_CHARS:
+            raise InvalidValue(f"must be at most {MAX_VALUE_CHARS} characters")
         text = text.strip()
-        if len(text) > self.max_chars:
-            raise InvalidValue(f"{self.name} takes at most {self.max_chars} characters")
         if self.kind is Kind.BOOL:
             if text.lower() not in ("true", "false"):
-                raise InvalidValue(f"{self.name} must be true or false")
+                raise InvalidValue("must be true or false")
             return text.lower() == "true"
         if self.kind is Kind.INT:
-            return self._parse_int(text)
+            if not INTEGER.fullmatch(text):
+                raise InvalidValue(f"must be an integer, got {_shown(text)}")
+            return self._bounded(int(text))
         if self.kind is Kind.SECONDS:
-            return self._parse_seconds(text)
+            if not DECIMAL.fullmatch(text):
+                raise InvalidValue(f"must be a number, got {_shown(text)}")
+            return self._bounded(float(text) + 0.0)  # + 0.0: no "-0"
         if self.kind is Kind.CSL:
             return self._parse_csl(text)
-        return text
+        return self._parse_text(text)
 
-    def _parse_int(self, text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise InvalidValue(f"{self.name} must be an integer") from None
+    def _bounded(self, value: float) -> Any:
         if self.minimum is not None and value < self.minimum:
-            raise InvalidValue(f"{self.name} must be at least {self.minimum}")
+            raise InvalidValue(f"must be at least {self.minimum}")
         if self.maximum is not None and value > self.maximum:
-            raise InvalidValue(f"{self.name} must be at most {self.maximum}")
-        return value
-
-    def _parse_seconds(self, text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise InvalidValue(f"{self.name} must be a number of seconds") from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise InvalidValue(f"{self.name} must be a number of seconds")
-        if self.minimum is not None and value < self.minimum:
-            raise InvalidValue(f"{self.name} must be at least {self.minimum}")
-        if self.maximum is not None and value > self.maximum:
-            raise InvalidValue(f"{self.name} must be at most {self.maximum}")
+            raise InvalidValue(f"must be at most {self.maximum}")
         return value
 
     def _parse_csl(self, text: str) -> tuple[str, ...]:
-        items = tuple(item.strip() for item in text.split(",") if item.strip())
+        if not text:
+            return ()
+        items = tuple(item.strip() for item in text.split(","))
+        if "" in items:
+            raise InvalidValue("must be a comma-separated list without empty items")
+        if len(set(items)) != len(items):
+            raise InvalidValue("must not name an item twice")
         if self.max_items is not None and len(items) > self.max_items:
-            raise InvalidValue(f"{self.name} takes at most {self.max_items} items")
+            raise InvalidValue(f"takes at most {self.max_items} items")
         if self.item_check is not None:
             for item in items:
                 self.item_check(item)
         return items
 
+    def _parse_text(self, text: str) -> str:
+        if len(text) > self.max_chars:
+            raise InvalidValue(f"must be at most {self.max_chars} characters")
+        if len(text) < self.min_chars:
+            raise InvalidValue(f"must be at least {self.min_chars} characters")
+        if not text.isprintable():
+            raise InvalidValue("must be printable text")
+        return text
+
     def format(self, value: Any) -> str:
-        """The OCPP string of a typed value."""
+        """The OCPP string of a typed value (parses back to the same value)."""
         if self.kind is Kind.BOOL:
             return "true" if value else "false"
         if self.kind is Kind.CSL:
             return ",".join(value)
         if self.kind is Kind.SECONDS:
-            return f"{value:.0f}" if float(value).is_integer() else f"{value:g}"
+            return f"{value:.0f}" if float(value).is_integer() else f"{value:.3f}".rstrip("0")
         return str(value)
 
 
@@ -179,8 +200,6 @@ def _measurands(name: str, default: str) -> ConfigKey:
     return ConfigKey(name, Kind.CSL, Access.READ_WRITE, default, item_check=_measurand_item,
                      max_items=CSL_MAX_ITEMS)
 
-
-DAY_S = 86_400
 
 # ---- Core (OCPP 1.6 §9.1; errata 3.82, 3.89) ---------------------------------------------------
 ALLOW_OFFLINE_TX_FOR_UNKNOWN_ID = _bool("AllowOfflineTxForUnknownId", False)
@@ -251,52 +270,64 @@ CERTIFICATE_STORE_MAX_LENGTH = _read_only("CertificateStoreMaxLength", 10)
 CPO_NAME = ConfigKey("CpoName", Kind.TEXT, Access.READ_WRITE, "", max_chars=64)
 SECURITY_PROFILE = _int("SecurityProfile", 0, 0, 3)
 
+# ---- Vendor keys: the station's own settings (vendor_keys.py) ----------------------------------
+# Free mode is smartw's (its RuntimeSettings row); these defaults are only its factory state.
+STATION_FREE_MODE = ConfigKey("StationFreeMode", Kind.BOOL, Access.READ_WRITE, "false", holder=Holder.SMARTW)
+STATION_FREE_MODE_ID_TAG = ConfigKey("StationFreeModeIdTag", Kind.TEXT, Access.READ_WRITE, "FREEMODE",
+                                     max_chars=20, min_chars=1, holder=Holder.SMARTW)  # CiString20
+
 ALL_KEYS: tuple[ConfigKey, ...] = tuple(
     value for value in dict(globals()).values() if isinstance(value, ConfigKey))
-BY_NAME: Mapping[str, ConfigKey] = {key.name: key for key in ALL_KEYS}
-KEY_NAMES_CASEFOLDED: Mapping[str, ConfigKey] = {key.name.casefold(): key for key in ALL_KEYS}
-
-
-def find(name: str) -> ConfigKey | None:
-    """The key called `name` (exact spelling first, then case-insensitively)."""
-    return BY_NAME.get(name) or KEY_NAMES_CASEFOLDED.get(name.casefold())
-
 
 Listener = Callable[[ConfigKey, Any], None]
 
 
 class ConfigurationStore:
-    """The value of every key, kept in memory and persisted on change.
+    """The value of every key, kept in memory; persisted on change by persisted.py.
 
-    `loader`/`saver` read and write the table (synchronous ORM code; ocpp16 passes functions
-    that run on Django's thread). Checks that need more than the key's own rules (e.g.
-    SecurityProfile may only go up, AuthorizationKey needs hex) are `guards` per key: a guard
-    raises InvalidValue to refuse a change.
+    Checks that need more than the key's own rules (e.g. SecurityProfile may only go up,
+    AuthorizationKey needs hex) are `guards` per key: a guard raises InvalidValue to refuse a
+    change. Key names are CiString50 in OCPP, so they are found case-insensitively.
     """
 
-    def __init__(self, defaults: Mapping[str, str] | None = None,
-                 stored: Mapping[str, str] | None = None) -> None:
-        self._text: dict[str, str] = {key.name: key.default for key in ALL_KEYS}
+    def __init__(self, defaults: Mapping[str, str] | None = None, stored: Mapping[str, str] | None = None,
+                 keys: Iterable[ConfigKey] = ALL_KEYS) -> None:
+        self._by_name = {key.name: key for key in keys}
+        self._by_folded_name = {key.name.casefold(): key for key in self._by_name.values()}
+        self._text: dict[str, str] = {key.name: key.default for key in self._by_name.values()}
         for source in (defaults or {}), (stored or {}):
             for name, text in source.items():
-                key = BY_NAME.get(name)
-                if key is None:
-                    log.warning("stored configuration key %s is unknown; ignored", name)
-                    continue
-                try:
-                    key.parse(text)
-                except InvalidValue as error:
-                    log.error("configuration %s: %s; the default is used", name, error)
-                    continue
-                self._text[name] = text.strip()
+                self._take(name, text)
         self._listeners: dict[str, list[Listener]] = {}
         self._guards: dict[str, list[Callable[[Any], None]]] = {}
 
+    def _take(self, name: str, text: str) -> None:
+        key = self._by_name.get(name)
+        if key is None or key.holder is not Holder.OCPP16:
+            log.warning("stored configuration key %s is not one of ocpp16's; ignored", name)
+            return
+        try:
+            value = key.parse(text)
+        except InvalidValue as error:
+            log.error("configuration %s %s; the default is used", name, error)
+            return
+        self._text[name] = key.format(value)
+
+    @property
+    def keys(self) -> tuple[ConfigKey, ...]:
+        return tuple(self._by_name.values())
+
+    def find(self, name: str) -> ConfigKey | None:
+        """The key called `name` (exact spelling first, then case-insensitively)."""
+        return self._by_name.get(name) or self._by_folded_name.get(name.casefold())
+
     def get(self, key: ConfigKey) -> Any:
-        """The typed value (bool, int, tuple of str, or str)."""
-        return key.parse(self._text[key.name])
+        """The typed value (bool, int, float seconds, tuple of str, or str)."""
+        return key.parse(self.text(key))
 
     def text(self, key: ConfigKey) -> str:
+        if key.holder is not Holder.OCPP16:  # its value here would be a stale default
+            raise ValueError(f"{key.name} is held by {key.holder}: read it through vendor_keys")
         return self._text[key.name]
 
     def listen(self, key: ConfigKey, listener: Listener) -> None:
@@ -307,42 +338,81 @@ class ConfigurationStore:
         self._guards.setdefault(key.name, []).append(check)
 
     def check_change(self, name: str, text: str) -> tuple[ConfigurationStatus, ConfigKey | None, Any]:
-        """What ChangeConfiguration answers for (name, text), without changing anything."""
-        key = find(name)
+        """What ChangeConfiguration answers for (name, text), without changing anything; every
+        refusal is logged (never with a secret key's value)."""
+        key = self.find(name)
         if key is None:
+            log.info("ChangeConfiguration %.50r: no such key (NotSupported)", name)
             return ConfigurationStatus.not_supported, None, None
         if key.access is Access.READ:
+            log.info("ChangeConfiguration %s: read-only (Rejected)", key.name)
             return ConfigurationStatus.rejected, key, None
         try:
             value = key.parse(text)
             for check in self._guards.get(key.name, ()):
                 check(value)
         except InvalidValue as error:
-            log.info("ChangeConfiguration %s rejected: %s", key.name, error)
+            log.info("ChangeConfiguration %s rejected: %s", key.name, "(hidden)" if key.secret else error)
             return ConfigurationStatus.rejected, key, None
         status = ConfigurationStatus.reboot_required if key.reboot_required else ConfigurationStatus.accepted
         return status, key, value
 
     def apply(self, key: ConfigKey, value: Any) -> None:
-        """Take a checked value (persist it first, outside, then call this)."""
-        self._text[key.name] = key.format(value)
-        log.info("configuration %s = %s", key.name, "(hidden)" if key.secret else key.format(value))
+        """Take a checked value of one of ocpp16's keys (persist it first, outside, then call this)."""
+        self.text(key)  # raises for a key another service holds
+        text = key.format(value)
+        key.parse(text)  # InvalidValue now for a value outside the key's rules, not at every later get()
+        self._text[key.name] = text
+        log.info("configuration %s = %s", key.name, "(hidden)" if key.secret else text)
         for listener in self._listeners.get(key.name, ()):
             try:
                 listener(key, value)
             except Exception:  # one listener's bug must not undo an accepted change
                 log.exception("listener of %s failed", key.name)
 
-    def readable(self, names: Iterable[str] | None = None) -> tuple[list[tuple[ConfigKey, str]], list[str]]:
-        """(key, value) pairs for GetConfiguration and the names it does not know; write-only
-        keys count as unknown (never returned)."""
-        wanted = list(names) if names else [key.name for key in ALL_KEYS]
-        found: list[tuple[ConfigKey, str]] = []
-        unknown: list[str] = []
+    def readable(self, names: Iterable[str] | None = None) -> tuple[list[ConfigKey], list[str]]:
+        """The keys GetConfiguration reports (every readable one when `names` is empty), each
+        once, and the names it does not know; write-only keys count as unknown (never returned)."""
+        wanted = list(names) if names else [key.name for key in self._by_name.values()
+                                             if key.access is not Access.WRITE]
+        found: dict[str, ConfigKey] = {}
+        unknown: dict[str, None] = {}
         for name in wanted:
-            key = find(name)
+            key = self.find(name)
             if key is None or key.access is Access.WRITE:
-                unknown.append(name)
+                unknown[name] = None
             else:
-                found.append((key, self._text[key.name]))
-        return found, unknown
+                found[key.name] = key
+        return list(found.values()), list(unknown)
+
+
+class IntervalPacer:
+    """Paces a loop by a seconds key and follows a change at once: the wait is counted from the
+    last tick with the newest value, so a shorter interval that has already passed ticks now (a
+    CSMS lowering HeartbeatInterval from 300 s to 10 s must not wait out the old 300 s).
+    An interval of 0 means "off": `wait` then returns only after the key becomes positive."""
+
+    def __init__(self, store: ConfigurationStore, key: ConfigKey,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._store = store
+        self._key = key
+        self._clock = clock
+        self._changed = asyncio.Event()
+        self._last = clock()
+        store.listen(key, lambda *_: self._changed.set())
+
+    def restart(self) -> None:
+        """Count the next interval from now."""
+        self._last = self._clock()
+
+    async def wait(self) -> None:
+        """Until one interval has passed since the last tick (or `restart`)."""
+        while True:
+            self._changed.clear()
+            interval_s = self._store.get(self._key)
+            remaining_s = self._last + interval_s - self._clock() if interval_s > 0 else None
+            if remaining_s is not None and remaining_s <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining_s)
+        self._last = self._clock()

@@ -18,9 +18,13 @@ from workers.ocpp16.config_keys import ConfigurationStore
 from workers.ocpp16.settings import Ocpp16Settings
 
 if TYPE_CHECKING:
+    from workers.ocpp16.auth.authorizer import Authorizer
     from workers.ocpp16.notices import Notices
     from workers.ocpp16.protocol import CsmsConnection
     from workers.ocpp16.remote import BusRemoteControl
+    from workers.ocpp16.reservations import ReservationKeeper
+    from workers.ocpp16.security.feature import Security
+    from workers.ocpp16.smart_charging import SmartCharging
 
 
 @runtime_checkable
@@ -45,12 +49,13 @@ class ChargePointContext:
     is_accepted: Callable[[], bool]
     registration: Callable[[], str]  # "None" / "Pending" / "Accepted" / "Rejected"
     # One object per feature; the service builds them (see service.py), handlers use them.
-    auth: Any = None  # workers/ocpp16/auth: cache, local list, offline rules
-    smart_charging: Any = None  # workers/ocpp16/smart_charging
-    reservations: Any = None  # workers/ocpp16/reservations.py
-    security: Any = None  # workers/ocpp16/security: certificates, security events
+    auth: Authorizer = None  # type: ignore[assignment]  # workers/ocpp16/auth; built by features.py
+    smart_charging: SmartCharging = None  # type: ignore[assignment]  # smart_charging/; built by features.py
+    reservations: ReservationKeeper = None  # type: ignore[assignment]  # reservations.py; built by features.py
+    security: Security = None  # type: ignore[assignment]  # security/feature.py; built by features.py
     firmware: Any = None  # workers/ocpp16/firmware.py: UpdateFirmware, GetDiagnostics, GetLog
     triggers: Any = None  # workers/ocpp16/triggers.py: what TriggerMessage can send
+    reset: Any = None  # workers/ocpp16/reset.py: StationReset, Reset.req carried out
     features: list[object] = field(default_factory=list)  # every object above with background work
 
     def add_feature(self, feature: object) -> None:

@@ -3,8 +3,24 @@ profile, so adding one never touches the service loop."""
 
 from __future__ import annotations
 
+from django.conf import settings
+
+from workers.ocpp16.auth.authorizer import Authorizer
 from workers.ocpp16.context import ChargePointContext
+from workers.ocpp16.reservations import ReservationKeeper
+from workers.ocpp16.reset import StationReset
+from workers.ocpp16.security.feature import Security
+from workers.ocpp16.smart_charging import SmartCharging
 
 
 def build_features(ctx: ChargePointContext) -> None:
     """Create each feature object, set it on `ctx` and register its background work."""
+    ctx.security = Security(ctx, settings.STATION_ENV.data_dir / "certs")
+    ctx.add_feature(ctx.security)
+    ctx.reservations = ReservationKeeper(ctx.bus, ctx.config, ctx.settings.connector_ids)
+    ctx.add_feature(ctx.reservations)
+    ctx.auth = Authorizer(ctx.bus, ctx.config, ctx.notices, ctx.remote)
+    ctx.add_feature(ctx.auth)
+    ctx.reset = StationReset(ctx)
+    ctx.smart_charging = SmartCharging.for_station(ctx.bus, ctx.config)
+    ctx.add_feature(ctx.smart_charging)

@@ -17,9 +17,9 @@ from ocpp.charge_point import camel_to_snake_case
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, validate_payload
 from ocpp.v16 import call
-from ocpp.v16.enums import Action, Location, Measurand, ReadingContext, UnitOfMeasure
+from ocpp.v16.enums import Action
 
-from bus.messages import MeterReading, SessionStarted, SessionStopped
+from bus.messages import SessionStarted, SessionStopped
 
 Payload = dict[str, Any]
 OCPP_VERSION = "1.6"
@@ -44,12 +44,17 @@ def wh(value: float) -> int:
 
 
 def start_transaction(event: SessionStarted) -> Payload:
-    return {"connectorId": event.connector_id, "idTag": event.id_tag,
-            "meterStart": wh(event.meter_start_wh), "timestamp": ocpp_time(event.at)}
+    """StartTransaction; with the reservationId when the session used a reservation (§5.13)."""
+    payload: Payload = {"connectorId": event.connector_id, "idTag": event.id_tag,
+                        "meterStart": wh(event.meter_start_wh), "timestamp": ocpp_time(event.at)}
+    if event.reservation_id is not None:
+        payload["reservationId"] = event.reservation_id
+    return payload
 
 
 def stop_transaction(event: SessionStopped, transaction_id: int | None) -> Payload:
-    """StopTransaction; without a known transactionId the outbox fills it in before sending."""
+    """StopTransaction; without a known transactionId the outbox fills it in before sending
+    (its transactionData is added by transaction_data.py)."""
     payload: Payload = {"meterStop": wh(event.meter_stop_wh), "timestamp": ocpp_time(event.at),
                         "reason": str(event.reason)}
     if event.id_tag:
@@ -59,28 +64,17 @@ def stop_transaction(event: SessionStopped, transaction_id: int | None) -> Paylo
     return payload
 
 
-def _number(value: float) -> str:
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+def meter_value(at: datetime, sampled: list[Payload]) -> Payload:
+    """One MeterValue: the SampledValues (measurands.py) taken at `at`; periodic and
+    clock-aligned ones carry their boundary, not the moment the meter was read."""
+    return {"timestamp": ocpp_time(at), "sampledValue": sampled}
 
 
-def periodic_meter_values(connector_id: int, transaction_id: int | None, at: datetime,
-                          reading: MeterReading | None, soc: float | None) -> Payload | None:
-    """MeterValues (Sample.Periodic) for a running transaction; None when nothing is known."""
-    sampled: list[Payload] = []
-    context = str(ReadingContext.sample_periodic)
-    if reading is not None:
-        sampled.append({"value": str(wh(reading.energy_wh)), "context": context,
-                        "measurand": str(Measurand.energy_active_import_register),
-                        "unit": str(UnitOfMeasure.wh)})
-        sampled.append({"value": _number(reading.power_w), "context": context,
-                        "measurand": str(Measurand.power_active_import), "unit": str(UnitOfMeasure.w)})
-    if soc is not None:
-        sampled.append({"value": _number(soc), "context": context, "measurand": str(Measurand.soc),
-                        "location": str(Location.ev), "unit": str(UnitOfMeasure.percent)})
-    if not sampled:
-        return None
-    payload: Payload = {"connectorId": connector_id,
-                        "meterValue": [{"timestamp": ocpp_time(at), "sampledValue": sampled}]}
+def meter_values(connector_id: int, transaction_id: int | None, entries: list[Payload]) -> Payload:
+    """MeterValues; without a transactionId for connector 0 and outside a transaction (a queued
+    message of a running session gets its id from the queue once StartTransaction's answer
+    brings it)."""
+    payload: Payload = {"connectorId": connector_id, "meterValue": entries}
     if transaction_id is not None:
         payload[TRANSACTION_ID] = transaction_id
     return payload

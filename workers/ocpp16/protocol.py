@@ -6,27 +6,30 @@ feature profile); they reach the station through the `ChargePointContext` given 
 library's outcomes (CALLERROR exceptions, timeouts, a dropped socket) become one domain error,
 `CsmsCallError`.
 
-Library limits handled here (ocpp16.md §6.2, §6.3): a CALL still waiting when the socket drops
-fails at once instead of at the response timeout; a malformed frame is logged and dropped,
-never ending the receive loop; an unknown action is answered NotImplemented and a known but
-unhandled one NotSupported, as OCPP-J Table 7 says (the library has them the other way round).
+Library limits handled here (ocpp16.md §6.2, §6.3):
+- every frame is read by frames.py first: no frame, however malformed, ends the receive loop;
+  each CALL gets exactly one answer, with the OCPP-J 1.6 code when it is refused (an unknown
+  action NotImplemented, a known one without handler NotSupported, schema errors by keyword);
+- every frame sent passes one rewrite (`_OutgoingSide`, error_codes.in_1_6_spelling), so a
+  CALLERROR raised anywhere carries a code OCPP-J 1.6 defines (FormationViolation ...);
+- a CALLRESULT/CALLERROR reaches the library only if a `call()` waits for that very id: a late,
+  duplicate or unknown answer is logged and dropped instead of being taken by the next call;
+- a CALL still waiting when the socket drops fails at once instead of at the response timeout.
 Handlers never call the CSMS themselves (no re-entrancy): follow-up CALLs go from tasks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import uuid
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ocpp.exceptions import NotImplementedError as OcppNotImplemented
-from ocpp.exceptions import NotSupportedError, OCPPError, UnknownCallErrorCodeError, ValidationError
-from ocpp.messages import Call
-from ocpp.v16 import ChargePoint
-from ocpp.v16.enums import Action
+from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError, ValidationError
 
+from workers.ocpp16.error_codes import CallErrorCode, call_error_frame, in_1_6_spelling
+from workers.ocpp16.frames import Incoming, MessageType, Rejection, check_call, read, well_formed_answer
 from workers.ocpp16.handlers.configuration import ConfigurationHandlers
 from workers.ocpp16.handlers.core import CoreHandlers
 from workers.ocpp16.handlers.firmware import FirmwareHandlers
@@ -36,7 +39,7 @@ from workers.ocpp16.handlers.reservation import ReservationHandlers
 from workers.ocpp16.handlers.security import SecurityHandlers
 from workers.ocpp16.handlers.smart_charging import SmartChargingHandlers
 from workers.ocpp16.handlers.trigger import TriggerHandlers
-from workers.ocpp16.wsconnect import OcppSocket, TransportError
+from workers.ocpp16.wsconnect import TransportError
 
 if TYPE_CHECKING:
     from workers.ocpp16.context import ChargePointContext
@@ -45,9 +48,17 @@ log = logging.getLogger(__name__)
 _library_log = logging.getLogger(f"{__name__}.library")
 _library_log.setLevel(logging.WARNING)  # the library logs each frame at INFO; OcppSocket logs them at DEBUG
 
-CALL = 2
 ANSWER_GRACE_S = 0.5  # after a close, time for an answer already read to be processed
-KNOWN_ACTIONS = frozenset(str(action) for action in Action)
+ANSWER_PREFIXES = ("[3,", "[4,")  # how the library (compact separators) and we start answers
+LOGGED_ID_CHARS = 40
+
+
+class FrameChannel(Protocol):
+    """Text frames to and from the CSMS (wsconnect.OcppSocket, or the frame log's wrapper of it)."""
+
+    async def recv(self) -> str: ...
+
+    async def send(self, frame: str) -> None: ...
 
 
 class CallFailure(StrEnum):
@@ -73,40 +84,52 @@ class StationChargePoint(CoreHandlers, ConfigurationHandlers, RemoteHandlers, Lo
                          SecurityHandlers):
     """Handlers for the CALLs a CSMS sends to this charge point, one mixin per profile."""
 
-    def __init__(self, charge_point_id: str, socket: OcppSocket, ctx: ChargePointContext,
+    def __init__(self, charge_point_id: str, connection: Any, ctx: ChargePointContext,
                  response_timeout_s: float) -> None:
-        super().__init__(charge_point_id, socket, response_timeout=response_timeout_s,
+        super().__init__(charge_point_id, connection, response_timeout=response_timeout_s,
                          logger=_library_log)
         self.ctx = ctx
+        self.handled_actions = frozenset(action for action, hooks in self.route_map.items()
+                                         if "_on_action" in hooks)
 
 
-def unroutable_call_error(frame: str, charge_point: ChargePoint) -> str | None:
-    """The CALLERROR for a CALL we have no handler for, with the OCPP-J codes; None otherwise."""
-    try:
-        message = json.loads(frame)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+def unroutable_call_error(frame: str, charge_point: StationChargePoint) -> str | None:
+    """The CALLERROR a CALL is answered with before any handler runs (wrong shape, unknown or
+    unsupported action, schema violation); None if a handler gets it or it is no CALL."""
+    incoming = read(frame)
+    if incoming is None or incoming.message_type is not MessageType.CALL:
         return None
-    if not (isinstance(message, list) and len(message) == 4 and message[0] == CALL
-            and isinstance(message[1], str) and isinstance(message[2], str)):
+    verdict = check_call(incoming, charge_point.handled_actions)
+    if not isinstance(verdict, Rejection):
         return None
-    action = message[2]
-    if action not in KNOWN_ACTIONS:
-        error: OCPPError = OcppNotImplemented(description=f"{action} is not an OCPP 1.6 action")
-    elif "_on_action" not in charge_point.route_map.get(action, {}):
-        error = NotSupportedError(description=f"{action} is not supported by this charge point")
-    else:
-        return None
-    return Call(message[1], action, {}).create_call_error(error).to_json()
+    return call_error_frame(incoming.unique_id, verdict.code, verdict.description, verdict.details)
+
+
+class _OutgoingSide:
+    """The connection as the library sees it: every frame sent, by the library or by us,
+    passes the 1.6 CALLERROR spelling here; answers are counted (one per CALL received)."""
+
+    def __init__(self, channel: FrameChannel) -> None:
+        self._channel = channel
+        self.answers_sent = 0
+
+    async def send(self, frame: str) -> None:
+        frame = in_1_6_spelling(frame)
+        if frame.startswith(ANSWER_PREFIXES):
+            self.answers_sent += 1
+        await self._channel.send(frame)
 
 
 class CsmsConnection:
     """One open connection to the CSMS and the fresh ChargePoint on it."""
 
-    def __init__(self, socket: OcppSocket, charge_point_id: str, ctx: ChargePointContext,
+    def __init__(self, socket: FrameChannel, charge_point_id: str, ctx: ChargePointContext,
                  response_timeout_s: float) -> None:
         self._socket = socket
+        self._outgoing = _OutgoingSide(socket)
         self._closed = asyncio.Event()
-        self.charge_point = StationChargePoint(charge_point_id, socket, ctx, response_timeout_s)
+        self._awaited: set[str] = set()  # ids of our CALLs whose answer a call() waits for
+        self.charge_point = StationChargePoint(charge_point_id, self._outgoing, ctx, response_timeout_s)
 
     @property
     def is_open(self) -> bool:
@@ -126,30 +149,67 @@ class CsmsConnection:
             self.close()
 
     async def _route(self, frame: str) -> None:
-        rejection = unroutable_call_error(frame, self.charge_point)
-        if rejection is not None:
-            log.warning("CSMS sent a CALL we do not handle: %.200s", frame)
-            await self._socket.send(rejection)
+        incoming = read(frame)
+        if incoming is None:
+            log.warning("ignored a frame from the CSMS that is no OCPP-J message: %.200s", frame)
             return
         try:
-            await self.charge_point.route_message(frame)
+            if incoming.message_type is MessageType.CALL:
+                await self._answer(incoming)
+            else:
+                await self._take_answer(incoming)
         except TransportError:
             raise
         except Exception:  # a frame the library cannot digest must not end the connection
-            log.exception("frame from the CSMS could not be handled and was dropped: %.200s", frame)
+            log.exception("frame from the CSMS could not be handled: %.200s", frame)
+
+    async def _answer(self, call: Incoming) -> None:
+        """Answer a CALL exactly once: refused here, or by its handler (through the library)."""
+        verdict = check_call(call, self.charge_point.handled_actions)
+        if isinstance(verdict, Rejection):
+            log.warning("CALL (id %.*s) refused: %s %s", LOGGED_ID_CHARS, call.unique_id, verdict.code,
+                        verdict.description)
+            await self._send_error(call.unique_id, verdict.code, verdict.description, verdict.details)
+            return
+        answered_before = self._outgoing.answers_sent
+        try:
+            await self.charge_point.route_message(verdict)
+        except TransportError:
+            raise
+        except Exception:
+            log.exception("CALL %s (id %.*s) failed in the library", call.elements[2], LOGGED_ID_CHARS,
+                          call.unique_id)
+            if self._outgoing.answers_sent == answered_before:
+                await self._send_error(call.unique_id, CallErrorCode.INTERNAL_ERROR,
+                                       "An unexpected error occurred.")
+
+    async def _send_error(self, unique_id: str, code: CallErrorCode, description: str,
+                          details: dict[str, Any] | None = None) -> None:
+        await self._outgoing.send(call_error_frame(unique_id, code, description, details))
+
+    async def _take_answer(self, answer: Incoming) -> None:
+        if answer.unique_id not in self._awaited:
+            log.warning("ignored a %s for no CALL we wait for (id %.*s)", answer.message_type.name,
+                        LOGGED_ID_CHARS, answer.unique_id)
+            return
+        self._awaited.discard(answer.unique_id)  # a duplicate answer is dropped
+        await self.charge_point.route_message(well_formed_answer(answer))
 
     async def call(self, request: Any, *, timeout_s: float | None = None) -> Any:
         """Send a CALL and return the library's CALLRESULT dataclass, or raise CsmsCallError."""
         action = type(request).__name__
         if not self.is_open:
             raise CsmsCallError(action, CallFailure.OFFLINE, "not connected")
-        sending = asyncio.ensure_future(self.charge_point.call(request, suppress=False))
+        unique_id = str(uuid.uuid4())
+        self._awaited.add(unique_id)
+        sending = asyncio.ensure_future(self.charge_point.call(request, suppress=False, unique_id=unique_id))
         closing = asyncio.ensure_future(self._closed.wait())
         try:
             await asyncio.wait({sending, closing}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
             if closing.done() and not sending.done():  # its answer may have come just before the close
                 await asyncio.wait({sending}, timeout=ANSWER_GRACE_S)
         finally:
+            self._awaited.discard(unique_id)
             closing.cancel()
             if not sending.done():
                 sending.cancel()

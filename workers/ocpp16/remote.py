@@ -2,7 +2,9 @@
 
 Answered inside the library's `@on` handler: each is one bus request bounded by the command's
 timeout (5 s), short enough for the receive loop to wait (ocpp16.md §6.3); nothing here calls
-the CSMS. AuthorizeRemoteTxRequests is false for now (the remote idTag counts as authorised).
+the CSMS. With AuthorizeRemoteTxRequests the handler first has the idTag authorized
+(workers/ocpp16/auth); an Authorize.req that this needs runs after the answer, then calls
+`start_on` itself (auth/remote_start.py).
 """
 
 from __future__ import annotations
@@ -33,17 +35,26 @@ class BusRemoteControl:
         self._accepted = accepted
 
     async def remote_start(self, id_tag: str, connector_id: int | None) -> bool:
+        target = await self.start_target(connector_id)
+        return target is not None and await self.start_on(target, id_tag)
+
+    async def start_target(self, connector_id: int | None) -> int | None:
+        """The connector a RemoteStartTransaction starts on (chosen when not given), or None:
+        then the answer is Rejected."""
         if not self._accepted():
             log.warning("RemoteStartTransaction before registration was Accepted: rejected")
-            return False
+            return None
         if connector_id is None:
             connector_id = await self._free_connector()
             if connector_id is None:
                 log.info("RemoteStartTransaction without connector: none is free")
-                return False
         elif connector_id not in self._ids:  # includes 0 (OCTT TC_027_CS)
             log.info("RemoteStartTransaction for connector %s: not a connector of this station", connector_id)
-            return False
+            return None
+        return connector_id
+
+    async def start_on(self, connector_id: int, id_tag: str) -> bool:
+        """Ask smartw to start an authorized idTag; True if it accepted."""
         request = StartRequest(connector_id=connector_id, id_tag=id_tag, source=StartSource.REMOTE,
                                authorized=True)
         return await self._ask(contract.START, request)

@@ -1,5 +1,8 @@
 """Sends the transaction queue to the CSMS: strictly in order, one message at a time, only
-while connected and Accepted (ocpp16 starts `run()` per connection after registration)."""
+while connected and Accepted (ocpp16 starts `run()` per connection after registration).
+
+The idTagInfo of a StartTransaction or StopTransaction answer goes to the authorizer (cache,
+local list conflicts, a refused idTag on a running transaction: workers/ocpp16/auth)."""
 
 from __future__ import annotations
 
@@ -8,15 +11,17 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from django.utils import timezone
-from ocpp.v16.enums import Action, AuthorizationStatus
 
-from webapp.station.models import Transaction
 from workers.ocpp16.payloads import to_call
 from workers.ocpp16.protocol import CallFailure, CsmsCallError, CsmsConnection
 from workers.ocpp16.txkeys import TransactionKeys
 from workers.ocpp16.txqueue import Outgoing, TransactionQueue, db
+
+if TYPE_CHECKING:
+    from workers.ocpp16.auth.authorizer import Authorizer
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +32,10 @@ class QueueSender:
     """Delivers `TransactionQueue` messages; `wake()` when something was queued."""
 
     def __init__(self, queue: TransactionQueue, keys: TransactionKeys,
-                 on_change: Callable[[], Awaitable[None]]) -> None:
+                 on_change: Callable[[], Awaitable[None]], auth: Authorizer) -> None:
         self._queue = queue
         self._keys = keys
+        self._auth = auth
         self._on_change = on_change
         self._wake = asyncio.Event()
         self._delivering: asyncio.Future[None] | None = None
@@ -92,11 +98,7 @@ class QueueSender:
         log.info("%s #%s delivered%s", head.action, head.row_id,
                  f" (transactionId {tx.transaction_id})" if tx else "")
         if tx is not None:
-            await self._started(tx, result.id_tag_info)
-
-    async def _started(self, tx: Transaction, id_tag_info: dict[str, str]) -> None:
-        status = id_tag_info.get("status")
-        if status != AuthorizationStatus.accepted:
-            # StopTransactionOnInvalidId handling is a later issue; report it for now.
-            log.warning("%s: CSMS answered idTag %s with %s", Action.start_transaction, tx.id_tag, status)
-        await self._keys.refresh(tx.session_id)
+            await self._keys.refresh(tx.session_id)
+        id_tag = head.payload.get("idTag")
+        if id_tag:
+            await self._auth.transaction_answered(id_tag, getattr(result, "id_tag_info", None), tx)

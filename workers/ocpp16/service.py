@@ -2,10 +2,11 @@
 
 Provides: the bus command contract.AUTHORIZE; keys contract.OCPP_LINK and OCPP_TRANSACTION.
 Requires: streams contract.SESSIONS and CONNECTOR_CHANGES, keys contract.STATION, CONNECTOR,
-METER; commands contract.START and STOP (smartw); tables Transaction and OutboxMessage (writer).
+METER; commands contract.START, STOP and AVAILABILITY (smartw) and RESTART (chargepoint, for
+Reset); tables Transaction and OutboxMessage (writer).
 
-Always running, online or not: the session recorder, the status watcher, the meter sampler
-and the AUTHORIZE server. Per connection (wsconnect reopens it forever): a fresh
+Always running, online or not: the session recorder, the status watcher, the meter samplers
+(periodic and clock-aligned) and the AUTHORIZE server. Per connection (wsconnect reopens it forever): a fresh
 `CsmsConnection`; BootNotification once per process start until Accepted (a reconnect does not
 boot again, OCPP-J §5.4), then StatusNotifications, then the heartbeat, status changes and the
 transaction queue, all over that connection until it closes.
@@ -21,11 +22,13 @@ from ocpp.v16 import call
 from ocpp.v16.enums import RegistrationStatus
 
 from bus import Service, contract
-from bus.enums import AuthorizationStatus
-from bus.messages import AuthorizeReply, AuthorizeRequest, OcppLink
+from bus.messages import OcppLink
 from workers.ocpp16 import config_keys as keys
+from workers.ocpp16.clock_aligned import ClockAlignedSampler
+from workers.ocpp16.config_keys import IntervalPacer, InvalidValue
 from workers.ocpp16.context import BackgroundFeature, ChargePointContext, ConnectedFeature
 from workers.ocpp16.features import build_features
+from workers.ocpp16.frame_log import FrameLog
 from workers.ocpp16.meter import MeterSampler
 from workers.ocpp16.notices import Notices
 from workers.ocpp16.persisted import change_configuration, load_configuration
@@ -35,15 +38,15 @@ from workers.ocpp16.sender import QueueSender
 from workers.ocpp16.sessions import SessionRecorder
 from workers.ocpp16.settings import Ocpp16Settings
 from workers.ocpp16.status import StatusReporter
+from workers.ocpp16.transaction_data import TransactionData
 from workers.ocpp16.txkeys import TransactionKeys
 from workers.ocpp16.txqueue import TransactionQueue, db
-from workers.ocpp16.wsconnect import OcppSocket, TransportError, TransportSettings, redact, run_forever
+from workers.ocpp16.wsconnect import Link, OcppSocket, TransportError, TransportSettings, redact
 
 log = logging.getLogger(__name__)
 
 BOOT_RETRY_FIRST_S = 5.0  # BootNotification retry after a failure or an interval of 0, doubling
 BOOT_RETRY_MAX_S = 300.0
-AUTHORIZE_MARGIN_S = 1.0  # answer the bus before the caller's AUTHORIZE timeout
 
 
 async def first_done(*jobs: Awaitable[object]) -> None:
@@ -79,8 +82,10 @@ class Ocpp16Service(Service):
         config = self.config = await load_configuration(dict(settings.config_defaults))
         self.queue = TransactionQueue(config.get(keys.TRANSACTION_MESSAGE_ATTEMPTS),
                                       config.get(keys.TRANSACTION_MESSAGE_RETRY_INTERVAL))
+        config.listen(keys.TRANSACTION_MESSAGE_ATTEMPTS, self._retry_rules_changed)
+        config.listen(keys.TRANSACTION_MESSAGE_RETRY_INTERVAL, self._retry_rules_changed)
+        self.heartbeat_pacer = IntervalPacer(config, keys.HEARTBEAT_INTERVAL)  # follows a change at once
         tx_keys = TransactionKeys(self.bus)
-        self.sender = QueueSender(self.queue, tx_keys, self.publish_link)
         self.status = StatusReporter(self.bus, settings.connector_ids)
         self.remote = BusRemoteControl(self.bus, settings.connector_ids, lambda: self.accepted)
         self.notices = Notices(lambda: config.get(keys.TRANSACTION_MESSAGE_ATTEMPTS),
@@ -89,27 +94,45 @@ class Ocpp16Service(Service):
                                       is_accepted=lambda: self.accepted,
                                       registration=lambda: self.registration)
         build_features(self.ctx)
-        recorder = SessionRecorder(self.bus, self.queue, tx_keys, self._queued)
+        self.frame_log = FrameLog()  # every frame in and out, in table OcppFrame
+        self.sender = QueueSender(self.queue, tx_keys, self.publish_link, self.ctx.auth)
+        recorder = SessionRecorder(self.bus, self.queue, tx_keys, self._queued,
+                                   TransactionData(self.bus, config))
         await tx_keys.restore(settings.connector_ids)
         await self.publish_link()
         consumer = self.name  # stable, so entries left unacknowledged by a crash are read again
         jobs: list[Awaitable[object]] = [
             self.stopping.wait(), recorder.run(consumer), self.status.watch(consumer),
-            self.status.watch_station(consumer), run_forever(self._transport(), self._on_open),
-            self.bus.serve(contract.AUTHORIZE, self.authorize, stop=self.stopping),
+            self.status.watch_station(consumer), self._link().run_forever(),
+            self.bus.serve(contract.AUTHORIZE, self.ctx.auth.authorize, stop=self.stopping),
         ]
         jobs += [feature.run() for feature in self.ctx.features if isinstance(feature, BackgroundFeature)]
-        sample_interval_s = config.get(keys.METER_VALUE_SAMPLE_INTERVAL)
-        if sample_interval_s > 0:
-            jobs.append(MeterSampler(self.bus, self.queue, sample_interval_s, self._queued).run())
+        jobs.append(self.frame_log.run())
+        jobs.append(MeterSampler(self.bus, self.queue, config, self._queued).run())
+        jobs.append(ClockAlignedSampler(self.bus, self.queue, config, self.notices, settings.connector_ids,
+                                        lambda: self.accepted, self._queued).run())
         await first_done(*jobs)
 
-    def _transport(self) -> TransportSettings:
+    def _retry_rules_changed(self, *_: object) -> None:
+        """A new TransactionMessageAttempts / RetryInterval counts from the next failed attempt."""
+        self.queue.attempts = self.config.get(keys.TRANSACTION_MESSAGE_ATTEMPTS)
+        self.queue.retry_interval_s = self.config.get(keys.TRANSACTION_MESSAGE_RETRY_INTERVAL)
+
+    def _link(self) -> Link:
+        """The CSMS link; its settings are read again before every attempt, and a change of
+        the security keys (ctx.security) or of WebSocketPingInterval reopens it."""
+        link = Link(self._transport, self._on_open, observer=self.ctx.security)
+        self.ctx.security.use_link(link)
+        self.config.listen(keys.WEB_SOCKET_PING_INTERVAL,
+                           lambda *_: link.reopen("WebSocketPingInterval changed"))
+        return link
+
+    async def _transport(self) -> TransportSettings:
         ping_s = self.config.get(keys.WEB_SOCKET_PING_INTERVAL)
-        return TransportSettings(self.settings.csms_url, self.settings.charge_point_id,
-                                 ping_interval_s=ping_s if ping_s > 0 else None,
-                                 max_delay_s=self.settings.reconnect_max_s,
-                                 first_delay_s=min(1.0, self.settings.reconnect_max_s))
+        return await self.ctx.security.secured(TransportSettings(
+            self.settings.csms_url, self.settings.charge_point_id,
+            ping_interval_s=ping_s if ping_s > 0 else None, max_delay_s=self.settings.reconnect_max_s,
+            first_delay_s=min(1.0, self.settings.reconnect_max_s)))
 
     async def _queued(self) -> None:
         self.sender.wake()
@@ -125,7 +148,7 @@ class Ocpp16Service(Service):
     # ---- one connection ------------------------------------------------------------------
 
     async def _on_open(self, socket: OcppSocket) -> None:
-        connection = CsmsConnection(socket, self.settings.charge_point_id, self.ctx,
+        connection = CsmsConnection(self.frame_log.wrap(socket), self.settings.charge_point_id, self.ctx,
                                     self.config.get(keys.MESSAGE_TIMEOUT))
         self.connection = connection
         await self.publish_link()
@@ -170,7 +193,7 @@ class Ocpp16Service(Service):
                 await self.publish_link()
                 if result.status == RegistrationStatus.accepted:
                     if result.interval > 0:
-                        await change_configuration(self.config, keys.HEARTBEAT_INTERVAL, result.interval)
+                        await self._take_heartbeat_interval(result.interval)
                     log.info("BootNotification Accepted; heartbeat every %.0f s",
                              self.config.get(keys.HEARTBEAT_INTERVAL))
                     return
@@ -179,32 +202,20 @@ class Ocpp16Service(Service):
             retry_s = min(retry_s * 2, BOOT_RETRY_MAX_S)
             await asyncio.sleep(wait_s)
 
+    async def _take_heartbeat_interval(self, interval_s: int) -> None:
+        try:
+            await change_configuration(self.config, keys.HEARTBEAT_INTERVAL,
+                                       keys.HEARTBEAT_INTERVAL.parse(str(interval_s)))
+        except InvalidValue as error:
+            log.warning("BootNotification interval %s ignored: HeartbeatInterval %s", interval_s, error)
+
     async def _heartbeat(self, connection: CsmsConnection) -> None:
+        self.heartbeat_pacer.restart()
         while True:
-            await asyncio.sleep(self.config.get(keys.HEARTBEAT_INTERVAL))
+            await self.heartbeat_pacer.wait()
             try:
                 await connection.call(call.Heartbeat())
             except CsmsCallError as error:
                 if error.failure is CallFailure.OFFLINE:
                     raise
                 log.warning("Heartbeat failed: %s", error)
-
-    # ---- bus command ---------------------------------------------------------------------
-
-    async def authorize(self, request: AuthorizeRequest) -> AuthorizeReply:
-        """Authorize.req when online and Accepted; offline the answer is Invalid for now (the
-        offline rules: local list, cache, AllowOfflineTxForUnknownId, are a later issue)."""
-        connection = self.connection
-        if connection is None or not self.accepted:
-            log.info("Authorize %s while offline: Invalid", request.id_tag)
-            return AuthorizeReply(status=AuthorizationStatus.INVALID)
-        timeout_s = min(self.config.get(keys.MESSAGE_TIMEOUT),
-                        contract.AUTHORIZE.timeout_s - AUTHORIZE_MARGIN_S)
-        try:
-            result = await connection.call(call.Authorize(id_tag=request.id_tag), timeout_s=timeout_s)
-        except CsmsCallError as error:
-            log.warning("Authorize %s failed (%s): Invalid", request.id_tag, error)
-            return AuthorizeReply(status=AuthorizationStatus.INVALID)
-        status = AuthorizationStatus(result.id_tag_info["status"])
-        log.info("Authorize %s: %s", request.id_tag, status)
-        return AuthorizeReply(status=status)

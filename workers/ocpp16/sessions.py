@@ -16,6 +16,7 @@ from bus import Bus, contract
 from bus.messages import SessionStarted, SessionStopped
 from workers.ocpp16 import payloads
 from workers.ocpp16.payloads import InvalidPayload, Payload
+from workers.ocpp16.transaction_data import TransactionData
 from workers.ocpp16.txkeys import TransactionKeys
 from workers.ocpp16.txqueue import TransactionQueue, db
 
@@ -35,11 +36,12 @@ async def problem_with(action: str, payload: Payload) -> str | None:
 
 class SessionRecorder:
     def __init__(self, bus: Bus, queue: TransactionQueue, keys: TransactionKeys,
-                 on_queued: Callable[[], Awaitable[None]]) -> None:
+                 on_queued: Callable[[], Awaitable[None]], transaction_data: TransactionData) -> None:
         self._bus = bus
         self._queue = queue
         self._keys = keys
         self._on_queued = on_queued
+        self._transaction_data = transaction_data
 
     async def run(self, consumer: str) -> None:
         async for delivery in self._bus.consume(contract.SESSIONS, GROUP, consumer):
@@ -59,12 +61,14 @@ class SessionRecorder:
         if await db(self._queue.record_start, event, payload, problem):
             log.info("session %s started on connector %s: StartTransaction queued",
                      event.session_id, event.connector_id)
+            await self._transaction_data.begin(event)
             await self._keys.refresh(event.session_id)
 
     async def _stopped(self, event: SessionStopped) -> None:
-        payload = payloads.stop_transaction(event, None)
+        payload = await self._transaction_data.attach(event, payloads.stop_transaction(event, None))
         problem = await problem_with(Action.stop_transaction, payload)
         if await db(self._queue.record_stop, event, payload, problem) is not None:
             log.info("session %s stopped on connector %s (%s): StopTransaction queued",
                      event.session_id, event.connector_id, event.reason)
+        await self._transaction_data.forget(event.session_id)
         await self._keys.stopped(event.connector_id, event.session_id)

@@ -101,8 +101,10 @@ class TransactionQueue:
             self._add(Action.stop_transaction, payload, event.session_id, problem)
         return tx
 
-    def add_meter_values(self, session_id: str, payload: Payload, sampled_at: datetime | None = None) -> bool:
-        """Queue MeterValues if the transaction still runs (never after its StopTransaction).
+    def add_meter_values(self, session_id: str, payload: Payload | None,
+                         sampled_at: datetime | None = None) -> bool:
+        """Queue MeterValues if the transaction still runs (never after its StopTransaction);
+        False if it does not. `payload` None: nothing to send, only `sampled_at` is recorded.
 
         `sampled_at` (a periodic sample's boundary) is stored with the message in one database
         transaction, so a restarted ocpp16 neither repeats nor skips a boundary."""
@@ -110,7 +112,8 @@ class TransactionQueue:
             tx = Transaction.objects.filter(session_id=session_id, stopped_at__isnull=True).first()
             if tx is None:
                 return False
-            self._add(Action.meter_values, payload, session_id, None)
+            if payload is not None:
+                self._add(Action.meter_values, payload, session_id, None)
             if sampled_at is not None:
                 tx.last_sampled_at = sampled_at
                 tx.save(update_fields=["last_sampled_at"])

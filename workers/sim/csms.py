@@ -7,6 +7,11 @@ so this CSMS is also our conformance check: keep it strict (no `skip_schema_vali
 It accepts `ws://host:port/<path>/<charge point id>` with the `ocpp1.6` subprotocol, answers the
 Core messages a charge point sends, records every received CALL in order (with the answer it
 gave), and can send RemoteStart/RemoteStopTransaction or a raw frame to a connected charge point.
+For the security profiles it can serve `wss://` (give it an `ssl.SSLContext`; one that requires
+client certificates checks the station's, profile 3) and check HTTP Basic passwords per charge
+point (`behaviour.basic_auth_passwords`, HTTP 401 otherwise, profiles 1-2); every opening
+handshake is recorded (`handshakes`: the Authorization header as received, the client
+certificate's CN and serial, the HTTP status given).
 Tests run it in-process (`await Csms(...).start()`, `stop()`, `start()` again on the same port);
 operators run it with `python manage.py csms`.
 """
@@ -14,9 +19,12 @@ operators run it with `python manage.py csms`.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import itertools
 import json
 import logging
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +57,37 @@ class ReceivedCall:
     response: Any = None  # the CALLRESULT payload we answered with (e.g. the transactionId given)
 
 
+@dataclass
+class Handshake:
+    """One opening handshake a charge point made, and how we answered it."""
+
+    charge_point_id: str  # as in the URL (decoded), or the whole path when it names none
+    authorization: str | None  # the Authorization header exactly as received
+    client_common_name: str | None  # CN of a verified client certificate (TLS)
+    client_serial: str | None  # its serial number (hex, as OpenSSL prints it)
+    status: int = 101  # 101 switched, 401 bad Basic credentials, 404 unknown charge point
+
+
+def basic_credentials(header: str | None) -> tuple[str, bytes] | None:
+    """(user, password bytes) of an HTTP Basic header, None if it is not one."""
+    scheme, _, encoded = (header or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, colon, password = base64.b64decode(encoded.strip(), validate=True).partition(b":")
+    except binascii.Error:
+        return None
+    return (user.decode("utf-8", errors="replace"), password) if colon else None
+
+
+def _client_certificate(connection: ServerConnection) -> tuple[str | None, str | None]:
+    peer = connection.transport.get_extra_info("peercert") if connection.transport else None
+    if not peer:
+        return None, None
+    names = [value for rdn in peer.get("subject", ()) for key, value in rdn if key == "commonName"]
+    return (names[0] if names else None), peer.get("serialNumber")
+
+
 class RecordingConnection:
     """The websocket as the library sees it (recv/send), noting how each CALL was answered."""
 
@@ -62,9 +101,14 @@ class RecordingConnection:
         return frame if isinstance(frame, str) else frame.decode("utf-8", errors="replace")
 
     async def send(self, frame: str) -> None:
+        """Send; if the charge point already closed, say so and go on: frames it sent before
+        closing are still buffered and must be read (an answer to one of our CALLs may be there)."""
         self._csms._note_answer(self._id, frame)
         log.debug("%s <- %s", self._id, frame)
-        await self._ws.send(frame)
+        try:
+            await self._ws.send(frame)
+        except ConnectionClosed:
+            log.info("%s closed before our frame went out: %.100s", self._id, frame)
 
     async def send_raw(self, frame: str) -> None:
         log.info("%s <- raw %s", self._id, frame)
@@ -75,14 +119,16 @@ class Csms:
     """The central system: a websocket server plus a record of what the charge points sent."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, path: str = "/ocpp",
-                 behaviour: CsmsBehaviour | None = None) -> None:
+                 behaviour: CsmsBehaviour | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
         self.host = host
+        self.ssl_context = ssl_context  # wss:// when set; may be replaced between stop() and start()
         self.port = port
         self.path = "/" + path.strip("/") if path.strip("/") else ""
         self.behaviour = behaviour or CsmsBehaviour()
         self.received: list[ReceivedCall] = []
         self.raw_replies: list[Any] = []  # frames answering our raw CALLs, decoded
         self.handshake_rejections = 0
+        self.handshakes: list[Handshake] = []
         self._raw_ids: set[str] = set()
         self._transaction_ids = itertools.count(1)
         self._server: Server | None = None
@@ -94,12 +140,13 @@ class Csms:
     @property
     def url(self) -> str:
         """The base URL a charge point is given (OCPP_CSMS_URL); it appends its id."""
-        return f"ws://{self.host}:{self.port}{self.path}"
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        return f"{scheme}://{self.host}:{self.port}{self.path}"
 
     async def start(self) -> None:
         """Listen; after a stop, listen again on the same port."""
         self._server = await serve(self._handle, self.host, self.port, subprotocols=[SUBPROTOCOL],
-                                   process_request=self._check_path)
+                                   process_request=self._check_handshake, ssl=self.ssl_context)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("CSMS listening on %s/<charge point id>", self.url)
 
@@ -204,13 +251,25 @@ class Csms:
             return None
         return unquote(rest[len(prefix):])
 
-    def _check_path(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:
         charge_point_id = self._charge_point_id(request.path)
+        handshake = Handshake(charge_point_id or request.path, request.headers.get("Authorization"),
+                              *_client_certificate(connection))
+        self.handshakes.append(handshake)
         known = self.behaviour.known_charge_points
         if charge_point_id is None or (known is not None and charge_point_id not in known):
             self.handshake_rejections += 1
+            handshake.status = 404
             log.warning("refused %s: unknown charge point (HTTP 404)", request.path)
             return connection.respond(404, "Unknown charge point\n")
+        password = self.behaviour.basic_auth_passwords.get(charge_point_id)
+        if password is not None and basic_credentials(handshake.authorization) != (charge_point_id, password):
+            self.handshake_rejections += 1
+            handshake.status = 401
+            log.warning("refused %s: missing or wrong Basic credentials (HTTP 401)", charge_point_id)
+            response = connection.respond(401, "Unauthorized\n")
+            response.headers["WWW-Authenticate"] = 'Basic realm="ocpp"'
+            return response
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -291,4 +350,5 @@ async def run_until_stopped(csms: Csms, stop: asyncio.Event) -> None:
         await csms.stop()
 
 
-__all__ = ["Csms", "CsmsBehaviour", "ReceivedCall", "ocpp_time", "run_until_stopped"]
+__all__ = ["Csms", "CsmsBehaviour", "Handshake", "ReceivedCall", "basic_credentials", "ocpp_time",
+           "run_until_stopped"]

@@ -41,6 +41,8 @@ class CsmsBehaviour:
     registration: RegistrationStatus = RegistrationStatus.accepted
     rejected_id_tags: set[str] = field(default_factory=set)
     known_charge_points: set[str] | None = None  # None = accept any id; else others get HTTP 404
+    # charge point id -> the Basic password (bytes) it must present, else HTTP 401; others: no check
+    basic_auth_passwords: dict[str, bytes] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)  # action -> CALLERRORs still to inject
     unanswered: dict[str, int] = field(default_factory=dict)  # action -> CALLs still to leave unanswered
     data_transfer_status: DataTransferStatus = DataTransferStatus.unknown_vendor_id

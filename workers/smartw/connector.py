@@ -34,6 +34,7 @@ class PendingStart:
     """A start that waits: for a card (id_tag None) or for the EV to be plugged."""
 
     id_tag: str | None
+    parent_id_tag: str | None = None  # the idTag's group, when Authorize gave one (reservations)
     expires_at: float = field(default_factory=lambda: time.monotonic() + CONNECTION_TIMEOUT_S)
 
     @property
@@ -56,6 +57,7 @@ class ConnectorRuntime:
     allocated_w: float = 0.0
     stopping: bool = False
     operative: bool = True  # own and station availability (availability.py writes it)
+    reserved: bool = False  # held by a reservation (reservations.py writes it every cycle)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -91,6 +93,7 @@ class ConnectorRuntime:
             finishing=self.finishing,
             interlock=self.interlock,
             operative=self.operative,
+            reserved=self.reserved,
         )
 
     def snapshot(self, station_fault: Fault | None) -> ConnectorState:

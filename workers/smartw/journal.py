@@ -18,10 +18,12 @@ from webapp.station.models import ChargingSession
 log = logging.getLogger(__name__)
 
 
-async def publish_started(bus: Bus, row: ChargingSession) -> None:
+async def publish_started(bus: Bus, row: ChargingSession, reservation_id: int | None = None) -> None:
+    """`reservation_id`: the reservation the session used. The row does not keep it, so an event
+    published again after a crash goes without it (ocpp16 then ends the reservation at expiry)."""
     await bus.publish(contract.SESSIONS, SessionStarted(
         session_id=row.session_id, connector_id=row.connector_id, id_tag=row.id_tag,
-        meter_start_wh=row.meter_start_wh, at=row.started_at,
+        meter_start_wh=row.meter_start_wh, reservation_id=reservation_id, at=row.started_at,
     ))
     await ChargingSession.objects.filter(pk=row.pk).aupdate(start_published=True)
 

@@ -5,8 +5,16 @@ that waits for a card (HMI start button) or the one EV plugged without a session
 such connector an accepted card waits for the next EV to be plugged (swipe, then plug).
 
 An Inoperative connector (availability.py) starts nothing: commands get the reason
-"unavailable", cards pass it by. In free mode a plugged EV (or the HMI's start button) starts at
-once with the configured idTag, without a card or Authorize; a card still works as usual.
+"unavailable", cards pass it by. A connector held by a reservation (reservations.py) starts
+only an idTag the reservation admits: others get the reason "reserved", and a card that every
+usable connector is reserved against is not even authorized (OCTT TC_046_1_CS); a card whose
+own reservation waits on a connector starts there, before its EV is plugged. Where only the
+idTag's group (parentIdTag) could admit it, the group is learnt from Authorize, also for a
+remote start that needs no authorization otherwise.
+
+In free mode a plugged EV (or the HMI's start button) starts at once with the configured idTag,
+without a card or Authorize; a card still works as usual (a reserved connector still refuses
+the free idTag).
 """
 
 from __future__ import annotations
@@ -16,10 +24,18 @@ import logging
 
 from bus import Bus, BusRequestError, contract
 from bus.enums import AuthorizationStatus, StartSource, StopReason
-from bus.messages import AuthorizeRequest, AuthResult, CommandResult, StartRequest, StopRequest
+from bus.messages import (
+    AuthorizeReply,
+    AuthorizeRequest,
+    AuthResult,
+    CommandResult,
+    StartRequest,
+    StopRequest,
+)
 from workers.smartw.availability import Availability
 from workers.smartw.connector import ConnectorRuntime, PendingStart
 from workers.smartw.sessions import SessionControl, StartRefused
+from workers.smartw.status import RESERVED
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +50,7 @@ class Requests:
         self.control = control
         self.availability = availability or Availability.from_settings(connectors)
         self.pending_card: PendingStart | None = None
+        self.reservations = control.reservations
         self._background: set[asyncio.Task[None]] = set()
 
     # ---- cards ------------------------------------------------------------------------
@@ -48,15 +65,19 @@ class Requests:
             await self._announce(running.id, tag, AuthorizationStatus.ACCEPTED)
             return
         target = self._card_target()
-        status = await self._authorize(tag)
-        await self._announce(target.id if target else None, tag, status)
-        if status is not AuthorizationStatus.ACCEPTED:
+        if self.reservations.shut_out(tag, target):
+            log.info("card %s: every connector it could start on is reserved for another idTag", tag)
             return
+        reply = await self._authorize(tag)
+        await self._announce(target.id if target else None, tag, reply.status)
+        if reply.status is not AuthorizationStatus.ACCEPTED:
+            return
+        target = target or self.reservations.reserved_for(tag, reply.parent_id_tag)
         if target is None:
-            self.pending_card = PendingStart(id_tag=tag)
+            self.pending_card = PendingStart(id_tag=tag, parent_id_tag=reply.parent_id_tag)
             log.info("card %s accepted; waiting for an EV to be plugged", tag)
             return
-        await self._start(target, tag)
+        await self._start(target, tag, reply.parent_id_tag)
 
     def _connector_with_tag(self, tag: str) -> ConnectorRuntime | None:
         for connector in self.connectors.values():
@@ -73,21 +94,21 @@ class Requests:
                 and c.pending is None and not c.finishing and c.operative]
         return idle[0] if len(idle) == 1 else None
 
-    async def _authorize(self, tag: str) -> AuthorizationStatus:
+    async def _authorize(self, tag: str) -> AuthorizeReply:
         try:
-            reply = await self.bus.request(contract.AUTHORIZE, AuthorizeRequest(id_tag=tag))
+            return await self.bus.request(contract.AUTHORIZE, AuthorizeRequest(id_tag=tag))
         except BusRequestError as error:
             log.error("authorization of %s failed: %s", tag, error)
-            return AuthorizationStatus.INVALID
-        return reply.status
+            return AuthorizeReply(status=AuthorizationStatus.INVALID)
 
     async def _announce(self, connector_id: int | None, tag: str, status: AuthorizationStatus) -> None:
         await self.bus.publish(contract.AUTH_RESULTS,
                                AuthResult(connector_id=connector_id, id_tag=tag, status=status))
 
-    async def _start(self, connector: ConnectorRuntime, tag: str) -> CommandResult:
+    async def _start(self, connector: ConnectorRuntime, tag: str,
+                     parent_id_tag: str | None = None) -> CommandResult:
         try:
-            reason = await self.control.start(connector, tag)
+            reason = await self.control.start(connector, tag, parent_id_tag)
         except StartRefused as refused:
             log.warning("connector %s: start for %s refused: %s", connector.id, tag, refused.reason)
             return CommandResult(accepted=False, reason=refused.reason)
@@ -99,12 +120,13 @@ class Requests:
             return  # a card waiting for a plug keeps waiting for an operative connector
         pending = connector.pending
         if pending is not None and pending.id_tag is not None and not pending.expired:
-            await self._start(connector, pending.id_tag)
+            await self._start(connector, pending.id_tag, pending.parent_id_tag)
             return
         card = self.pending_card
-        if card is not None and card.id_tag and not card.expired and connector.pending is None:
-            self.pending_card = None
-            await self._start(connector, card.id_tag)
+        if (card is not None and card.id_tag and not card.expired and connector.pending is None
+                and self.reservations.refusal(connector, card.id_tag, card.parent_id_tag) is None):
+            self.pending_card = None  # a card waits on for an EV at a connector it is not shut out of
+            await self._start(connector, card.id_tag, card.parent_id_tag)
             return
         free_tag = self.availability.free_mode_id_tag
         if free_tag is not None:
@@ -128,13 +150,22 @@ class Requests:
         if request.id_tag is None:
             connector.pending = PendingStart(id_tag=None)
             return CommandResult(accepted=True, reason="present_card")
+        return await self._start_with_tag(connector, request)
+
+    async def _start_with_tag(self, connector: ConnectorRuntime, request: StartRequest) -> CommandResult:
+        tag = request.id_tag
+        assert tag is not None
+        needs_parent = self.reservations.needs_parent(connector, tag)
+        if not needs_parent and self.reservations.refusal(connector, tag, None):
+            return CommandResult(accepted=False, reason=RESERVED)  # not worth an Authorize
         if request.source is StartSource.REMOTE or request.authorized:
-            return await self._start(connector, request.id_tag)
-        status = await self._authorize(request.id_tag)
-        await self._announce(connector.id, request.id_tag, status)
-        if status is not AuthorizationStatus.ACCEPTED:
+            parent = (await self._authorize(tag)).parent_id_tag if needs_parent else None
+            return await self._start(connector, tag, parent)
+        reply = await self._authorize(tag)
+        await self._announce(connector.id, tag, reply.status)
+        if reply.status is not AuthorizationStatus.ACCEPTED:
             return CommandResult(accepted=False, reason="card_rejected")
-        return await self._start(connector, request.id_tag)
+        return await self._start(connector, tag, reply.parent_id_tag)
 
     async def stop_command(self, request: StopRequest) -> CommandResult:
         connector = self.connectors.get(request.connector_id)

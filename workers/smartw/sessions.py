@@ -21,6 +21,7 @@ from webapp.station.models import ChargingSession
 from workers.smartw import journal
 from workers.smartw.connector import ActiveSession, ConnectorRuntime, PendingStart
 from workers.smartw.hardware import HardwareError, StationHardware
+from workers.smartw.reservations import ReservationBook
 from workers.smartw.status import UNAVAILABLE
 from workers.smartw.timeline import SessionTimeline
 
@@ -45,23 +46,29 @@ class SessionControl:
 
     def __init__(self, bus: Bus, hardware: StationHardware,
                  blocked: Callable[[], str | None], timeline: SessionTimeline,
-                 changed: Callable[[], None] = lambda: None) -> None:
+                 changed: Callable[[], None] = lambda: None,
+                 reservations: ReservationBook | None = None) -> None:
         self.bus = bus
         self.hardware = hardware
         self.blocked = blocked  # () -> UI key of a station-wide fault (e-stop, IO lost), or None
         self.timeline = timeline
         self.changed = changed  # a session started or is ending: share the power again at once
+        self.reservations = reservations or ReservationBook({})  # none: nothing is ever reserved
 
-    async def start(self, connector: ConnectorRuntime, id_tag: str) -> str:
+    async def start(self, connector: ConnectorRuntime, id_tag: str, parent_id_tag: str | None = None) -> str:
         """Start now if the EV is plugged, else hold the authorised start until it is.
-        Returns a UI text key; raises StartRefused."""
+        `parent_id_tag` is the idTag's group (a reservation may admit it). Returns a UI text
+        key; raises StartRefused."""
         async with connector.lock:
             if connector.session is not None or connector.stopping:
                 raise StartRefused("busy")
             if not connector.operative:  # nor may a start wait for a plug there
                 raise StartRefused(UNAVAILABLE)
+            reserved = self.reservations.refusal(connector, id_tag, parent_id_tag)
+            if reserved:
+                raise StartRefused(reserved)
             if not connector.plugged:
-                connector.pending = PendingStart(id_tag=id_tag)
+                connector.pending = PendingStart(id_tag=id_tag, parent_id_tag=parent_id_tag)
                 return "plug_in_ev"
             meter = await self.fresh_meter(connector)
             if meter is None:
@@ -72,7 +79,8 @@ class SessionControl:
             try:
                 await self.hardware.set_output(connector.id, False, 0.0)
                 await self.hardware.set_contactor(connector.id, True)
-                await self._record_start(connector, id_tag, meter)
+                reservation_id = self.reservations.reservation_for(connector, id_tag, parent_id_tag)
+                await self._record_start(connector, id_tag, meter, reservation_id)
             except HardwareError as error:
                 log.error("connector %s: cannot close contactor: %s", connector.id, error)
                 await self._open_quietly(connector)
@@ -104,7 +112,8 @@ class SessionControl:
                 return meter
             await asyncio.sleep(POLL_S)
 
-    async def _record_start(self, connector: ConnectorRuntime, id_tag: str, meter: MeterReading) -> None:
+    async def _record_start(self, connector: ConnectorRuntime, id_tag: str, meter: MeterReading,
+                            reservation_id: int | None) -> None:
         session = ActiveSession(session_id=uuid.uuid4().hex, id_tag=id_tag, started_at=utcnow(),
                                 meter_start_wh=meter.energy_wh)
         connector.session, connector.pending, connector.finishing = session, None, False
@@ -113,11 +122,13 @@ class SessionControl:
             standard=connector.config.standard.value, id_tag=id_tag, started_at=session.started_at,
             meter_start_wh=session.meter_start_wh,
         )
+        if reservation_id is not None:
+            self.reservations.used(reservation_id)
         self.changed()
         self.timeline.started(row)
-        await journal.publish_started(self.bus, row)
-        log.info("connector %s: session %s started for %s at %.0f Wh", connector.id,
-                 session.session_id, id_tag, session.meter_start_wh)
+        await journal.publish_started(self.bus, row, reservation_id)
+        log.info("connector %s: session %s started for %s at %.0f Wh%s", connector.id, session.session_id,
+                 id_tag, session.meter_start_wh, f" (reservation {reservation_id})" if reservation_id else "")
 
     async def stop(self, connector: ConnectorRuntime, reason: StopReason, *,
                    id_tag: str | None = None, immediate: bool = False,

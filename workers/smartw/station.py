@@ -33,6 +33,7 @@ from workers.smartw.hardware import HardwareError, StationHardware
 from workers.smartw.limits import LimitReader
 from workers.smartw.power_control import ModuleDriver, PowerControl
 from workers.smartw.requests import Requests
+from workers.smartw.reservations import ReservationBook
 from workers.smartw.sessions import SessionControl, StartRefused
 from workers.smartw.status import CONTROLLER_OFFLINE, ESTOP, IO_OFFLINE, Fault
 from workers.smartw.timeline import SessionTimeline
@@ -60,8 +61,9 @@ class StationLogic:
         self.station_meter: MeterReading | None = None
         self.timeline = SessionTimeline()
         self.wake = asyncio.Event()  # set when the power must be shared again before the next period
+        self.reservations = ReservationBook(self.connectors)
         self.control = SessionControl(bus, ContactorInterlock(hardware, self.refusal), self.blocked_reason,
-                                      self.timeline, changed=self.wake.set)
+                                      self.timeline, changed=self.wake.set, reservations=self.reservations)
         self.requests = Requests(bus, self.connectors, self.control)
         self.station_fault: Fault | None = None
         self.io: IoSnapshot | None = None  # the guard's last good poll
@@ -132,6 +134,7 @@ class StationLogic:
             await self._follow_evs()
             await self._share_power()
         await self.devices.flush()
+        await self.reservations.refresh(self.bus)  # after this cycle's starts and stops
         await self._publish()
 
     async def _read_safety_inputs(self) -> None:

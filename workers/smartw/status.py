@@ -2,7 +2,8 @@
 
 Deriving the status every cycle from the hardware and the session means it cannot drift
 from reality; the state machine's memory is only the session and the pending start (plus the
-availability the operator or CSMS set, workers/smartw/availability.py). A fault shows as Faulted
+availability the operator or CSMS set, workers/smartw/availability.py, and the reservations
+ocpp16 publishes, workers/smartw/reservations.py). A fault shows as Faulted
 even on an Inoperative connector (OCPP's H9: Unavailable -> Faulted).
 """
 
@@ -30,6 +31,7 @@ CONTROLLER_OFFLINE = Fault(ConnectorErrorCode.INTERNAL_ERROR, "controller_offlin
 CONTROLLER_ERROR = Fault(ConnectorErrorCode.OTHER_ERROR, "controller_error")
 
 UNAVAILABLE = "unavailable"  # UI key: set Inoperative (ChangeAvailability); also a start's refusal
+RESERVED = "reserved"  # UI key: held by a reservation for someone else (reservations.py); also a refusal
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class ConnectorFacts:
     finishing: bool  # a session ended and the EV is still plugged
     interlock: str | None = None  # UI key of a fault elsewhere that forbids new sessions here
     operative: bool = True  # False: set Inoperative (its own or the station's availability)
+    reserved: bool = False  # held by a reservation (OCPP ReserveNow, workers/smartw/reservations.py)
 
 
 class DerivedStatus(NamedTuple):
@@ -75,4 +78,6 @@ def derive_status(facts: ConnectorFacts) -> DerivedStatus:
         return DerivedStatus(ConnectorStatus.PREPARING, ok, "awaiting_card_or_ev")
     if facts.plugged:
         return DerivedStatus(ConnectorStatus.PREPARING, ok, "present_card")
+    if facts.reserved:  # only in place of Available: plugged or starting is Preparing (OCPP G2)
+        return DerivedStatus(ConnectorStatus.RESERVED, ok, RESERVED)
     return DerivedStatus(ConnectorStatus.AVAILABLE, ok, "")

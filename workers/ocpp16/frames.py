@@ -1,0 +1,138 @@
+"""Incoming OCPP-J frames: what a text is, and what a CALL is answered before any handler runs.
+
+Why not leave it to the `ocpp` library: its parser raises on anything odd (and logs a
+traceback), answers some bad CALLs with codes OCPP-J 1.6 does not define or swaps
+(ocpp16.md §6.2), turns a `null` payload into an error although OCPP-J allows it, and passes
+every CALLRESULT on to whichever `call()` waits next. protocol.py reads each frame here first:
+
+- `read`: an OCPP-J message is a JSON array starting with the message type (the integer 2, 3
+  or 4) and a string message id. Anything else is no message and is ignored, as OCPP-J §4.1.3
+  says for unknown message types (there is no id to answer to).
+- `check_call`: a CALL (type 2 with a string id) is always answered, once: a wrong shape is a
+  FormationViolation, an unknown action NotImplemented, a known one without handler
+  NotSupported (OCPP-J Table 7; the library has these two swapped), a schema violation the 1.6
+  code of the keyword that failed (error_codes.py). A `null` payload counts as `{}`.
+- `well_formed_answer`: a CALLRESULT/CALLERROR the library can digest (`null` payload as `{}`,
+  a CALLERROR short of elements filled in), so a waiting `call()` fails at once with a
+  CALLERROR instead of waiting for its timeout.
+
+Message ids longer than the 36 characters OCPP-J allows are accepted and echoed: refusing
+them would only cut the charge point off from a CSMS that uses longer ones.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import IntEnum
+from typing import Any
+
+from jsonschema.exceptions import best_match
+from ocpp.messages import get_validator
+from ocpp.v16.enums import Action
+
+from workers.ocpp16.error_codes import CallErrorCode, schema_error_code
+
+OCPP_VERSION = "1.6"
+KNOWN_ACTIONS = frozenset(str(action) for action in Action)
+CALL_ELEMENTS = 4  # [2, id, action, payload]
+CALLRESULT_ELEMENTS = 3  # [3, id, payload]
+CALLERROR_ELEMENTS = 5  # [4, id, code, description, details]
+MAX_DESCRIPTION_CHARS = 200  # a schema message quotes the bad value, which may be huge
+# The library validates these requests with floats parsed as Decimal (so 21.4 passes
+# `multipleOf: 0.1`); the check here must parse them the same way (ocpp.messages).
+_DECIMAL_ACTIONS = frozenset({Action.set_charging_profile, Action.remote_start_transaction})
+
+
+class MessageType(IntEnum):
+    CALL = 2
+    CALLRESULT = 3
+    CALLERROR = 4
+
+
+_MESSAGE_TYPES = frozenset(MessageType)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """An OCPP-J message as received: its type, id, the decoded array and the text."""
+
+    message_type: MessageType
+    unique_id: str
+    elements: list[Any]
+    text: str
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A CALL answered with a CALLERROR before any handler: the 1.6 code and why."""
+
+    code: CallErrorCode
+    description: str
+    details: dict[str, Any]
+
+
+def read(text: str) -> Incoming | None:
+    """The message in `text`; None if it is not an OCPP-J message."""
+    try:
+        elements = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
+        return None
+    if not (isinstance(elements, list) and len(elements) >= 2 and isinstance(elements[1], str)):
+        return None
+    kind = elements[0]
+    if type(kind) is not int or kind not in _MESSAGE_TYPES:  # exactly an int: not True, not 2.0
+        return None
+    return Incoming(MessageType(kind), elements[1], elements, text)
+
+
+def check_call(call: Incoming, has_handler: frozenset[str]) -> Rejection | str:
+    """What to do with a CALL: the Rejection to answer, or the frame to hand to its handler."""
+    if len(call.elements) != CALL_ELEMENTS or not isinstance(call.elements[2], str):
+        return Rejection(CallErrorCode.FORMATION_VIOLATION,
+                         "a CALL is [2, messageId, action, payload] with action a string", {})
+    action, payload = call.elements[2], call.elements[3]
+    if action not in KNOWN_ACTIONS:
+        return Rejection(CallErrorCode.NOT_IMPLEMENTED, f"{action[:50]} is not an OCPP 1.6 action", {})
+    if action not in has_handler:
+        return Rejection(CallErrorCode.NOT_SUPPORTED, f"{action} is not supported by this charge point", {})
+    if payload is None:  # OCPP-J allows null for "no payload" (it prefers {})
+        payload = {}
+    violation = schema_violation(action, payload)
+    if violation is not None:
+        return violation
+    if payload is call.elements[3]:
+        return call.text
+    return json.dumps([MessageType.CALL, call.unique_id, action, payload], separators=(",", ":"))
+
+
+def schema_violation(action: str, payload: Any) -> Rejection | None:
+    """The Rejection for a payload that breaks the action's 1.6 request schema; None if valid."""
+    as_decimal = action in _DECIMAL_ACTIONS
+    validator = get_validator(MessageType.CALL, action, OCPP_VERSION,
+                              parse_float=Decimal if as_decimal else float)
+    subject = json.loads(json.dumps(payload), parse_float=Decimal) if as_decimal else payload
+    error = best_match(validator.iter_errors(subject))
+    if error is None:
+        return None
+    return Rejection(schema_error_code(str(error.validator)),
+                     f"{action}: {error.message}"[:MAX_DESCRIPTION_CHARS], {"field": error.json_path})
+
+
+def well_formed_answer(answer: Incoming) -> str:
+    """The CALLRESULT/CALLERROR as a frame the library parses; the text itself if it already is."""
+    elements = answer.elements
+    if answer.message_type is MessageType.CALLRESULT:
+        payload = elements[2] if len(elements) > 2 and elements[2] is not None else {}
+        fixed: list[Any] = [MessageType.CALLRESULT, answer.unique_id, payload]
+    else:
+        padded = [*elements[2:CALLERROR_ELEMENTS], *[None] * CALLERROR_ELEMENTS][:CALLERROR_ELEMENTS - 2]
+        code, description, details = padded
+        fixed = [MessageType.CALLERROR, answer.unique_id,
+                 code if isinstance(code, str) else CallErrorCode.GENERIC_ERROR,
+                 description if isinstance(description, str) else "",
+                 details if isinstance(details, dict) else {}]
+    if fixed == elements:
+        return answer.text
+    return json.dumps(fixed, separators=(",", ":"))
