@@ -79,6 +79,19 @@ OCPP_TRANSACTION = KeySpec(
     "OCPP transaction running on connector N; deleted when it ends.",
 )
 
+SESSION_RULES = KeySpec(
+    "ocpp:session_rules", m.SessionRules, "ocpp16",
+    "The OCPP configuration keys smartw obeys for every session (ConnectionTimeOut, "
+    "StopTransactionOnEVSideDisconnect), written at start and after each change; smartw reads it "
+    "every cycle and uses the message's defaults while it is missing (workers/smartw/ocpp_rules.py).",
+)
+OCPP_DEAUTHORIZED = KeySpec(
+    "ocpp:deauthorized:{connector_id}", m.Deauthorized, "ocpp16",
+    "The session on connector N whose idTag the CSMS refused while StopTransactionOnInvalidId is "
+    "false, with its energy allowance (MaxEnergyOnInvalidId); deleted when the session ends. smartw "
+    "withholds power once the allowance is delivered (SuspendedEVSE).",
+)
+
 DEVICE = KeySpec(
     "device:{device}", m.DeviceState, "the service polling the device (counters, smartw, rfid)",
     "Latest availability of one device; every change also goes to DEVICE_CHANGES.",
@@ -211,6 +224,14 @@ FREE_MODE = CommandSpec(
     "configured idTag, no card, no Authorize; kept across restarts.",
 )
 
+UNLOCK = CommandSpec(
+    "smartw.unlock", m.UnlockRequest, m.UnlockReply, "smartw",
+    "Open connector N's cable lock (OCPP UnlockConnector): a session there is stopped first "
+    "(UnlockCommand, ramp-down included), then the answer waits for the lock's position switch "
+    "(workers/smartw/cable_lock.py); NotSupported for a fixed cable.",
+    timeout_s=15.0,
+)
+
 OCPP_DATA_TRANSFER = CommandSpec(
     "ocpp16.data_transfer", m.DataTransferRequest, m.DataTransferReply, "ocpp16",
     "Send a DataTransfer.req to the CSMS and return its answer (`manage.py ocpp data-transfer`); "
@@ -220,10 +241,10 @@ OCPP_DATA_TRANSFER = CommandSpec(
 
 ALL_KEYS: tuple[KeySpec[Any], ...] = (
     HEARTBEAT, METER, CONNECTOR, STATION, OCPP_LINK, OCPP_TRANSACTION, SUPERVISOR,
-    DIAG, DEVICE, POWER_MODULE, OCPP_LIMIT, OPERATOR_LIMIT, RESERVATIONS,
+    DIAG, DEVICE, POWER_MODULE, OCPP_LIMIT, OPERATOR_LIMIT, RESERVATIONS, SESSION_RULES, OCPP_DEAUTHORIZED,
 )
 ALL_STREAMS: tuple[StreamSpec[Any], ...] = (CARDS, SESSIONS, CONNECTOR_CHANGES, STATION_CHANGES,
                                             AUTH_RESULTS, DEVICE_CHANGES, FILE_TRANSFERS)
 ALL_COMMANDS: tuple[CommandSpec[Any, Any], ...] = (START, STOP, AUTHORIZE, SIM, SIM_DEVICES,
-                                                 EXIT_FOR_UPDATE, RESTART, AVAILABILITY, FREE_MODE,
+                                                 EXIT_FOR_UPDATE, RESTART, AVAILABILITY, FREE_MODE, UNLOCK,
                                                  OCPP_DATA_TRANSFER)

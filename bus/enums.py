@@ -58,6 +58,14 @@ class StopReason(StrEnum):
     DE_AUTHORIZED = "DeAuthorized"
 
 
+class UnlockStatus(StrEnum):
+    """OCPP 1.6 UnlockStatus: the answer to UnlockConnector (§5.18)."""
+
+    UNLOCKED = "Unlocked"
+    UNLOCK_FAILED = "UnlockFailed"
+    NOT_SUPPORTED = "NotSupported"
+
+
 class AuthorizationStatus(StrEnum):
     """OCPP 1.6 AuthorizationStatus (§7.2)."""
 

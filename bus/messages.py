@@ -21,6 +21,7 @@ from bus.enums import (
     Standard,
     StartSource,
     StopReason,
+    UnlockStatus,
     UpdateKind,
 )
 
@@ -151,6 +152,37 @@ class OcppTransaction(Message):
     connector_id: int
     session_id: str
     transaction_id: int | None = Field(description="CSMS transactionId; None until StartTransaction.conf")
+    parent_id_tag: str | None = Field(default=None, max_length=20, description="the idTag's group "
+                                      "(IdTagInfo.parentIdTag) as StartTransaction.conf gave it; None: "
+                                      "not given or not answered yet")
+
+
+class SessionRules(Message):
+    """The OCPP configuration keys smartw obeys for every session (ocpp16 writes them from its
+    configuration store and again after each change). Without the key smartw uses these
+    defaults: a station without OCPP behaves as one whose CSMS never changed them."""
+
+    connection_timeout_s: float = Field(default=60.0, gt=0, description="ConnectionTimeOut, s: how long "
+                                        "a start that was asked waits for the card or the EV")
+    stop_on_ev_side_disconnect: bool = Field(default=True, description="StopTransactionOnEVSideDisconnect: "
+                                             "False keeps an AC session (SuspendedEV) while its EV is away; "
+                                             "a DC session always ends (its standard restarts on replug)")
+    unlock_on_ev_side_disconnect: bool = Field(default=True, description="UnlockConnectorOnEVSideDisconnect "
+                                               "(Type 2 sockets with a cable lock): False keeps the cable "
+                                               "locked when its EV side is unplugged, until the session's "
+                                               "idTag is presented or UnlockConnector")
+
+
+class Deauthorized(Message):
+    """The CSMS refused the idTag of a running session and StopTransactionOnInvalidId is false
+    (ocpp16 writes, per connector; deleted when the session ends): smartw withholds power once
+    the session has delivered `max_energy_wh` (OCPP MaxEnergyOnInvalidId)."""
+
+    connector_id: int = Field(ge=1)
+    session_id: str = Field(description="smartw's id of the session it applies to; another is ignored")
+    id_tag: str = Field(max_length=20)
+    max_energy_wh: float = Field(ge=0, description="session energy, Wh, after which no more is delivered")
+    at: datetime = Field(default_factory=utcnow)
 
 
 # ---- events (streams) ---------------------------------------------------------------
@@ -213,6 +245,9 @@ class StartRequest(Message):
     id_tag: str | None = Field(default=None, max_length=20)
     source: StartSource
     authorized: bool = Field(default=False, description="id_tag already authorised (remote start)")
+    parent_id_tag: str | None = Field(default=None, max_length=20, description="the idTag's group "
+                                      "(OCPP parentIdTag) when the caller knows it; a card of the same "
+                                      "group may stop the session")
 
 
 class StopRequest(Message):
@@ -522,6 +557,23 @@ class FileTransferProgress(Message):
     failure: TransferFailure | None = Field(default=None, description="with a failed status: why")
     detail: str = Field(default="", max_length=500, description="what happened, for logs")
     at: datetime = Field(default_factory=utcnow)
+
+
+# ---- UnlockConnector (smartw serves it) -----------------------------------------------------------
+
+
+class UnlockRequest(Message):
+    """Open a Type 2 socket's cable lock (OCPP UnlockConnector); a session on the connector is
+    stopped first (reason UnlockCommand)."""
+
+    connector_id: int = Field(ge=1)
+
+
+class UnlockReply(Message):
+    """Unlocked: the lock's position switch reads open. UnlockFailed: it does not (or the IO
+    module did not take the command). NotSupported: a fixed cable or an unknown connector."""
+
+    status: UnlockStatus
 
 
 # ---- DataTransfer to the CSMS (ocpp16 serves it) -------------------------------------------------

@@ -22,6 +22,8 @@ pytest_plugins = [
     "tests.support.csms",
     "tests.support.database",
     "tests.support.station",
+    "tests.support.jobs_service",
+    "tests.support.upload_server",
 ]
 
 

@@ -1,4 +1,4 @@
-"""OCPP benchmark: `.venv/bin/python tests/bench/ocpp.py` (not part of pytest; about a minute).
+"""OCPP benchmark: `.venv/bin/python tests/bench/ocpp.py` (not part of pytest; 1-2 minutes).
 
 Prints, measured in the same run on this machine, with everything in one process and one
 event loop on localhost (a private redis-server and a migrated SQLite database set up by
@@ -179,11 +179,11 @@ def report(figures: Figures) -> list[str]:
     heartbeat_p50 = percentile(figures.heartbeat_s, 0.5)
     per_message_s = figures.replay_s / MESSAGES
     lines = [f"Round trips, n={ROUND_TRIPS} each (one process, one event loop, localhost)",
-             f"  {'':<52} {'p50 ms':>8} {'p99 ms':>8}"]
+             f"  {'':<58} {'p50 ms':>8} {'p99 ms':>8}"]
     for label, samples in (("raw websocket echo (a Heartbeat CALL's text)", figures.raw_echo_s),
                            ("Heartbeat via CsmsConnection, answered by the test CSMS", figures.heartbeat_s)):
         p50_ms, p99_ms = percentile(samples, 0.5) * 1e3, percentile(samples, 0.99) * 1e3
-        lines.append(f"  {label:<52} {p50_ms:>8.3f} {p99_ms:>8.3f}")
+        lines.append(f"  {label:<58} {p50_ms:>8.3f} {p99_ms:>8.3f}")
     lines += [
         "",
         f"Replay of {MESSAGES:,} queued transaction messages after reconnect "

@@ -130,4 +130,4 @@ def test_a_row_of_an_unknown_kind_fails_naming_the_known_kinds(station_env) -> N
     record = JobRecord.objects.create(kind="firmware_flash")
     assert runner.perform(record.pk) == JobRecord.Status.FAILED
     record.refresh_from_db()
-    assert "unknown job kind 'firmware_flash' (known: diagnostics_archive)" in record.log
+    assert "unknown job kind 'firmware_flash' (known: diagnostics_archive, diagnostics_upload, " in record.log

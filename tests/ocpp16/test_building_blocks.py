@@ -85,7 +85,8 @@ def test_calls_without_handler_get_the_ocpp_j_error_codes() -> None:
         return None if answer is None else json.loads(answer)[2]
 
     assert code('[2,"1","FooBar",{}]') == "NotImplemented"  # not a 1.6 action
-    assert code('[2,"2","UnlockConnector",{"connectorId":1}]') == "NotSupported"  # no handler yet
+    # a charge point's own action, sent to it: known to 1.6, never handled here
+    assert code('[2,"2","StartTransaction",{"connectorId":1}]') == "NotSupported"
     assert code('[2,"3","RemoteStartTransaction",{"idTag":"A"}]') is None  # routed to the handler
     assert code("not json") is None and code('[3,"4",{}]') is None
 

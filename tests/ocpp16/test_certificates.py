@@ -129,10 +129,11 @@ async def test_the_csms_installs_lists_and_deletes_ca_certificates(
 
 async def test_the_station_renews_its_certificate_and_refuses_a_bad_one(
         start_ocpp16, service_db: Path, tmp_path: Path) -> None:
-    """A03 then A02 as OCTT TC_074 checks it: a station certificate that expires within a month
-    makes the station send SignCertificate with a CSR (new key, CN = charge point id, O = CpoName);
-    TC_077: a chain for another key is Rejected, then InvalidChargePointCertificate is sent;
-    a chain signed under the CSMS root for the CSR's key is Accepted and the station reconnects
+    """A03: a station certificate that expires within a month makes the station send
+    SignCertificate with a CSR (new key, CN = charge point id, O = CpoName). TC_077: a chain for
+    another key is Rejected, then InvalidChargePointCertificate is sent. TC_074 (A02):
+    ExtendedTriggerMessage(SignChargePointCertificate) -> a new CSR; the chain for the older
+    request is now Rejected, the one for the new key Accepted, and the station reconnects
     presenting it."""
     ca = CertificateAuthority.create("CSMS Root")
     csms = Csms(port=0, behaviour=CsmsBehaviour(heartbeat_interval_s=60),
@@ -143,8 +144,8 @@ async def test_the_station_renews_its_certificate_and_refuses_a_bad_one(
         seed_configuration(service_db, SecurityProfile="3", CpoName="Test CPO")
         old = seed_station_certificate(tmp_path / "data", ca, CHARGE_POINT_ID, days=10)
         start_ocpp16(csms.url)
-        request = await csms.wait_for_call("SignCertificate")
-        csr = x509.load_pem_x509_csr(request.payload["csr"].encode())
+        renewal = await csms.wait_for_call("SignCertificate")
+        csr = x509.load_pem_x509_csr(renewal.payload["csr"].encode())
         assert csr.is_signature_valid
         assert csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == CHARGE_POINT_ID
         assert csr.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "Test CPO"
@@ -153,23 +154,32 @@ async def test_the_station_renews_its_certificate_and_refuses_a_bad_one(
 
         stranger = ca.issue(new_key().public_key(), CHARGE_POINT_ID, client=True)
         for chain in (pem(stranger), "not a certificate"):
-            refused = await csms.send(CHARGE_POINT_ID, call.CertificateSigned(certificate_chain=chain))
-            assert refused.status == "Rejected"
+            assert await signed(csms, chain) == "Rejected"
         await eventually_called(csms, "InvalidChargePointCertificate")
 
-        signed = ca.sign_csr(request.payload["csr"])
-        accepted = await csms.send(CHARGE_POINT_ID, call.CertificateSigned(certificate_chain=pem(signed)))
-        assert accepted.status == "Accepted"
+        trigger = await csms.send(CHARGE_POINT_ID, call.ExtendedTriggerMessage(
+            requested_message="SignChargePointCertificate"))
+        assert trigger.status == "Accepted"
+        request = await csms.wait_for_call("SignCertificate", count=2)
+        assert await signed(csms, pem(ca.sign_csr(renewal.payload["csr"]))) == "Rejected"  # superseded
+        new = ca.sign_csr(request.payload["csr"])
+        assert await signed(csms, pem(new)) == "Accepted"
 
         async def reconnected_with_it() -> bool:
-            return any(h.client_serial and int(h.client_serial, 16) == signed.serial_number
+            return any(h.client_serial and int(h.client_serial, 16) == new.serial_number
                        for h in csms.handshakes)
         await async_wait_until(reconnected_with_it, what="a connection with the new certificate")
         key_file = tmp_path / "data" / "certs" / "station.key"
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-        assert security_event_types(service_db).count("InvalidChargePointCertificate") == 2
+        assert security_event_types(service_db).count("InvalidChargePointCertificate") == 3
     finally:
         await csms.stop()
+
+
+async def signed(csms: Csms, chain: str) -> str:
+    """CertificateSigned from the CSMS; the station's status."""
+    answer = await csms.send(CHARGE_POINT_ID, call.CertificateSigned(certificate_chain=chain))
+    return str(answer.status)
 
 
 # ---- rules, in-process ---------------------------------------------------------------------------

@@ -29,11 +29,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ocpp.messages import get_validator
 from ocpp.v16.enums import Action
 
 from bus import Bus
 from tests.ocpp16.wire_pair import WirePair, wire_pair
+from workers.ocpp16.frames import request_validator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,7 +51,7 @@ REACHABLE_ACTIONS = frozenset({  # handlers that only read or change ocpp16's ow
     "DataTransfer", "CancelReservation", "ClearChargingProfile", "GetCompositeSchedule",
     "GetInstalledCertificateIds"})
 FIELD_NAMES = sorted({name for action in ACTIONS
-                      for name in get_validator(2, action, "1.6").schema.get("properties", {})})
+                      for name in request_validator(action).schema.get("properties", {})})
 
 text = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=30)
 leaf = (st.none() | st.booleans() | st.integers(-(2 ** 70), 2 ** 70)

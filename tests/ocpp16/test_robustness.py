@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from ocpp.v16 import call
+from ocpp.v16.enums import Action
 
 from bus import Bus, contract
 from bus.enums import AuthorizationStatus, StopReason
@@ -101,6 +102,31 @@ async def test_each_bad_call_is_answered_with_its_ocpp_j_1_6_code(bus: Bus) -> N
             assert (answer[2] if answer[0] == 4 else "CALLRESULT") == expected, (frame, answer)
             assert answer[0] == 3 or (isinstance(answer[3], str) and isinstance(answer[4], dict))
         assert pair.up
+
+
+SENT_BY_CHARGE_POINTS = frozenset({  # OCPP 1.6 §1.2 directory and Security Whitepaper §3.3 (CP -> CS)
+    "Authorize", "BootNotification", "DiagnosticsStatusNotification", "FirmwareStatusNotification",
+    "Heartbeat", "MeterValues", "StartTransaction", "StatusNotification", "StopTransaction",
+    "SecurityEventNotification", "SignCertificate", "LogStatusNotification",
+    "SignedFirmwareStatusNotification"})
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_every_1_6_and_whitepaper_action_is_handled_or_answered_not_supported(bus: Bus) -> None:
+    """No OCPP 1.6 action (whitepaper ones included) is ever answered NotImplemented, which
+    means "unknown action"; one a CSMS may not send, or one without a handler, is NotSupported
+    (OCPP-J Table 7; errata 3.39)."""
+    unsupported = []
+    async with wire_pair(bus) as pair:
+        for action in sorted(str(action) for action in Action):
+            await pair.send(json.dumps([2, f"all-{action}", action, {}]))
+            answer = await pair.next_frame()
+            assert answer[1] == f"all-{action}" and answer[:3] != [4, answer[1], "NotImplemented"], answer
+            if action in SENT_BY_CHARGE_POINTS:
+                assert answer[:3] == [4, answer[1], "NotSupported"], answer
+            elif answer[:3] == [4, answer[1], "NotSupported"]:
+                unsupported.append(action)
+    print(f"CSMS-initiated actions answered NotSupported: {unsupported or 'none'}")
 
 
 def test_callerror_codes_leave_in_1_6_spelling_whoever_raised_them() -> None:

@@ -128,6 +128,11 @@ class ConnectorConfig(_Model):
     phases: Literal[1, 3] | None = Field(default=None, description="AC only: phases wired (default 3)")
     max_current_a: float | None = Field(default=None, gt=0, description="AC only: current limit per "
                                         "phase, A (default: none beyond max_power_kw)")
+    lock_coil: int | None = Field(default=None, ge=0, le=0xFFFF, description="Type 2 socket only: IO "
+                                  "module output that drives the cable lock (on = locked); none: a "
+                                  "fixed cable")
+    lock_feedback: IoPoint | None = Field(default=None, description="Type 2 socket only: IO module input "
+                                          "wired to the lock's position switch (active = locked)")
 
     @model_validator(mode="after")
     def _ac_fields_on_ac_only(self) -> ConnectorConfig:
@@ -135,9 +140,24 @@ class ConnectorConfig(_Model):
             raise ValueError(f"phases and max_current_a are for AC connectors, not {self.standard.value}")
         return self
 
+    @model_validator(mode="after")
+    def _lock_on_a_type2_socket_only(self) -> ConnectorConfig:
+        if (self.lock_coil is None) != (self.lock_feedback is None):
+            raise ValueError("a cable lock needs both lock_coil and lock_feedback (a lock without its "
+                             "position switch cannot be supervised)")
+        if self.has_lock and self.is_dc:
+            raise ValueError(f"lock_coil and lock_feedback are for Type 2 sockets; {self.standard.value} "
+                             "connectors have fixed cables")
+        return self
+
     @property
     def is_dc(self) -> bool:
         return self.standard is not Standard.TYPE2
+
+    @property
+    def has_lock(self) -> bool:
+        """A Type 2 socket with a cable lock (else the cable is fixed: nothing to lock or unlock)."""
+        return self.lock_coil is not None
 
     @property
     def ac_phases(self) -> int:
@@ -170,6 +190,8 @@ class IoModuleConfig(DeviceRef):
     input_register: int | None = Field(default=None, ge=0, le=0xFFFF, description="owen only")
     feedback_timeout_s: float = Field(default=0.5, gt=0, description="a contactor's feedback must "
                                       "follow its coil within this time, else it is reported")
+    lock_timeout_s: float = Field(default=1.0, gt=0, description="a cable lock's position switch must "
+                                  "follow its coil within this time, else the lock has failed")
     watchdog_s: float | None = Field(default=None, gt=0, description="host watchdog set on the module "
                                      "(ICP DAS 40489): outputs drop to off when polling stops this long")
 
@@ -204,7 +226,10 @@ class IoModuleConfig(DeviceRef):
                    for c in connectors if c.contactor_feedback is not None}
         inputs |= {f"link {link.key} feedback": link.feedback.address
                    for link in links if link.feedback is not None}
+        inputs |= {f"connector {c.id} lock_feedback": c.lock_feedback.address
+                   for c in connectors if c.lock_feedback is not None}
         outputs = {f"connector {c.id} coil": c.contactor_coil for c in connectors}
+        outputs |= {f"connector {c.id} lock_coil": c.lock_coil for c in connectors if c.lock_coil is not None}
         outputs |= {f"link {link.key} coil": link.coil for link in links}
         outputs |= {f"fans[{index}]": address for index, address in enumerate(self.fans)}
         if self.inputs_function == 1:

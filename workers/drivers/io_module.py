@@ -14,6 +14,9 @@ time counts from the coil's last change, whether the driver switched it or the m
 watchdog dropped it (seen in the read-back), so a watchdog trip is not mistaken for a weld. The
 e-stop is wired into the coil circuit (as in the simulator and usual cabinets): while it is
 pressed a coil counts as off, so a contactor that opened on e-stop is not "not closing".
+A Type 2 socket's cable lock (`lock_coil` / `lock_feedback`) is one more output and input: the
+snapshot carries its coil's read-back and its position switch; judging them (in time) is
+smartw's (workers/smartw/cable_lock.py). The lock is not in the e-stop's coil circuit.
 
 Host watchdog (the IO module's lease, safety invariant 4): with `watchdog_s`, the first poll
 programs the module to drop its outputs when the station has not talked to it that long, so a
@@ -78,6 +81,8 @@ class IoSnapshot:
     contactors_closed: Mapping[ContactorKey, bool] = field(default_factory=dict)  # coil read-back
     contactor_feedback: Mapping[ContactorKey, bool] = field(default_factory=dict)  # those with feedback
     contactor_faults: Mapping[ContactorKey, ContactorFault] = field(default_factory=dict)
+    lock_coils: Mapping[int, bool] = field(default_factory=dict)  # connector id -> lock coil read-back (on)
+    locks_locked: Mapping[int, bool] = field(default_factory=dict)  # connector id -> position switch
     outputs_as_commanded: bool = True  # False: the module dropped or changed outputs (watchdog, reset)
 
 
@@ -86,15 +91,20 @@ class IoModule:
 
     def __init__(self, hub: ModbusHub, config: IoModuleConfig,
                  contactors: Mapping[ContactorKey, ContactorWiring], *,
+                 locks: Mapping[int, ContactorWiring] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.hub = hub
         self.config = config
         self.contactors = MappingProxyType(dict(contactors))
+        self.locks = MappingProxyType(dict(locks or {}))  # connector id -> its cable lock (coil, switch)
         self.layout = layout_for(config)
         self._clock = clock
         self._outputs = {wiring.coil: False for wiring in self.contactors.values()}
+        self._outputs |= {wiring.coil: False for wiring in self.locks.values()}
         self._outputs |= dict.fromkeys(config.fans, False)
-        self._unconfirmed: set[int] = set()
+        # A lock coil goes out with the first write (open_all at smartw's start): a restarted smartw
+        # must not leave a cable locked by its predecessor, nor a read-back that differs from the image.
+        self._unconfirmed: set[int] = {wiring.coil for wiring in self.locks.values()}
         self._coil_on = dict.fromkeys(self.contactors, False)  # as the contactor sees it (after e-stop)
         self._estop_pressed = False  # as last polled
         self._coil_changed_at = dict.fromkeys(self.contactors, clock())
@@ -108,7 +118,9 @@ class IoModule:
             c.id: ContactorWiring(c.contactor_coil, c.contactor_feedback) for c in config.connectors}
         links = config.power_modules.links if config.power_modules is not None else ()
         wiring |= {link.key: ContactorWiring(link.coil, link.feedback) for link in links}
-        return cls(hubs[io.bus], io, wiring)
+        locks = {c.id: ContactorWiring(c.lock_coil, c.lock_feedback) for c in config.connectors
+                 if c.lock_coil is not None}
+        return cls(hubs[io.bus], io, wiring, locks=locks)
 
     @property
     def outputs(self) -> Mapping[int, bool]:
@@ -123,6 +135,10 @@ class IoModule:
         """Switch the link contactor between a power module and a DC connector; KeyError for a
         link station.toml does not wire."""
         await self._switch(link_key(module, connector_id), closed)
+
+    async def set_lock(self, connector_id: int, locked: bool) -> None:
+        """Drive a socket's cable lock coil; KeyError for a connector without a lock."""
+        await self._set_outputs({self.locks[connector_id].coil: locked})
 
     async def open_all(self) -> None:
         """Every contactor and link coil off in one image update (one request per run of
@@ -162,6 +178,8 @@ class IoModule:
         faults = {key: fault for key, closed in feedback.items()
                   if (fault := self._feedback_fault(key, closed, now)) is not None}
         read_back = {address: image.level(self.layout.output_bit(address)) for address in self._outputs}
+        locks_locked = {cid: w.feedback.active(image.level(self.layout.input_bit(w.feedback.address)))
+                        for cid, w in self.locks.items() if w.feedback is not None}
         fans = [read_back[address] for address in self.config.fans]
         return IoSnapshot(
             estop_pressed=self._estop_pressed,
@@ -174,6 +192,8 @@ class IoModule:
             contactors_closed=MappingProxyType(coils),
             contactor_feedback=MappingProxyType(feedback),
             contactor_faults=MappingProxyType(faults),
+            lock_coils=MappingProxyType({cid: read_back[w.coil] for cid, w in self.locks.items()}),
+            locks_locked=MappingProxyType(locks_locked),
             outputs_as_commanded=read_back == self._outputs,
         )
 
@@ -224,6 +244,7 @@ class IoModule:
 
     def _wire_bits(self) -> list[WireBit]:
         inputs = [point.address for _, point in self.config.inputs.wired()]
-        inputs += [w.feedback.address for w in self.contactors.values() if w.feedback is not None]
+        inputs += [w.feedback.address for w in (*self.contactors.values(), *self.locks.values())
+                   if w.feedback is not None]
         return ([self.layout.input_bit(address) for address in inputs]
                 + [self.layout.output_bit(address) for address in self._outputs])

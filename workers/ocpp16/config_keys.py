@@ -238,7 +238,8 @@ SUPPORTED_FEATURE_PROFILES = ConfigKey("SupportedFeatureProfiles", Kind.CSL, Acc
                                        ",".join(FEATURE_PROFILES))
 TRANSACTION_MESSAGE_ATTEMPTS = _int("TransactionMessageAttempts", 3, 1, 100)
 TRANSACTION_MESSAGE_RETRY_INTERVAL = _seconds("TransactionMessageRetryInterval", 60)
-# Fixed cables (DC, and Type 2 with a tethered cable): the connector cannot be unlocked (errata 3.83).
+# RW on a station with a Type 2 socket's cable lock (smartw obeys it: workers/smartw/cable_lock.py);
+# a station whose cables are all fixed has nothing to unlock: R/false there (errata 3.83, station_keys).
 UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT = _bool("UnlockConnectorOnEVSideDisconnect", True)
 WEB_SOCKET_PING_INTERVAL = _seconds("WebSocketPingInterval", 60)
 
@@ -280,6 +281,15 @@ ALL_KEYS: tuple[ConfigKey, ...] = tuple(
     value for value in dict(globals()).values() if isinstance(value, ConfigKey))
 
 Listener = Callable[[ConfigKey, Any], None]
+
+
+def station_keys(*, cable_locks: bool) -> tuple[ConfigKey, ...]:
+    """The keys of this station: every key, with UnlockConnectorOnEVSideDisconnect read-only and
+    false when no connector has a cable lock (every cable fixed: OCPP 1.6 errata 3.83)."""
+    if cable_locks:
+        return ALL_KEYS
+    fixed = _bool(UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT.name, False, Access.READ)
+    return tuple(fixed if key is UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT else key for key in ALL_KEYS)
 
 
 class ConfigurationStore:

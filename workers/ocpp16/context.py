@@ -19,12 +19,15 @@ from workers.ocpp16.settings import Ocpp16Settings
 
 if TYPE_CHECKING:
     from workers.ocpp16.auth.authorizer import Authorizer
+    from workers.ocpp16.diagnostics import Diagnostics
+    from workers.ocpp16.firmware import FirmwareUpdates
     from workers.ocpp16.notices import Notices
     from workers.ocpp16.protocol import CsmsConnection
     from workers.ocpp16.remote import BusRemoteControl
     from workers.ocpp16.reservations import ReservationKeeper
     from workers.ocpp16.security.feature import Security
     from workers.ocpp16.smart_charging import SmartCharging
+    from workers.ocpp16.triggers import Triggers
 
 
 @runtime_checkable
@@ -53,8 +56,9 @@ class ChargePointContext:
     smart_charging: SmartCharging = None  # type: ignore[assignment]  # smart_charging/; built by features.py
     reservations: ReservationKeeper = None  # type: ignore[assignment]  # reservations.py; built by features.py
     security: Security = None  # type: ignore[assignment]  # security/feature.py; built by features.py
-    firmware: Any = None  # workers/ocpp16/firmware.py: UpdateFirmware, GetDiagnostics, GetLog
-    triggers: Any = None  # workers/ocpp16/triggers.py: what TriggerMessage can send
+    firmware: FirmwareUpdates = None  # type: ignore[assignment]  # firmware.py: (Signed)UpdateFirmware
+    diagnostics: Diagnostics = None  # type: ignore[assignment]  # diagnostics.py: GetDiagnostics, GetLog
+    triggers: Triggers = None  # type: ignore[assignment]  # triggers.py: what TriggerMessage can send
     reset: Any = None  # workers/ocpp16/reset.py: StationReset, Reset.req carried out
     features: list[object] = field(default_factory=list)  # every object above with background work
 

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from webapp.station.models import OcppSetting, OcppState
-from workers.ocpp16.config_keys import ConfigKey, ConfigurationStore
+from workers.ocpp16.config_keys import ALL_KEYS, ConfigKey, ConfigurationStore
 from workers.ocpp16.txqueue import db
 
 
@@ -30,9 +31,10 @@ def _save_state(name: str, value: Any) -> None:
         OcppState.objects.update_or_create(name=name, defaults={"value": value})
 
 
-async def load_configuration(defaults: dict[str, str]) -> ConfigurationStore:
-    """The store with the station's defaults and every value stored by an earlier change."""
-    return ConfigurationStore(defaults, await db(_stored_settings))
+async def load_configuration(defaults: dict[str, str],
+                             keys: Iterable[ConfigKey] = ALL_KEYS) -> ConfigurationStore:
+    """The store of `keys` with the station's defaults and every value stored by an earlier change."""
+    return ConfigurationStore(defaults, await db(_stored_settings), keys)
 
 
 async def change_configuration(store: ConfigurationStore, key: ConfigKey, value: Any) -> None:

@@ -84,13 +84,15 @@ class StationChargePoint(CoreHandlers, ConfigurationHandlers, RemoteHandlers, Lo
                          SecurityHandlers):
     """Handlers for the CALLs a CSMS sends to this charge point, one mixin per profile."""
 
-    def __init__(self, charge_point_id: str, connection: Any, ctx: ChargePointContext,
+    def __init__(self, charge_point_id: str, connection: _OutgoingSide, ctx: ChargePointContext,
                  response_timeout_s: float) -> None:
         super().__init__(charge_point_id, connection, response_timeout=response_timeout_s,
                          logger=_library_log)
         self.ctx = ctx
         self.handled_actions = frozenset(action for action, hooks in self.route_map.items()
                                          if "_on_action" in hooks)
+        self.unchecked_actions = frozenset(action for action, hooks in self.route_map.items()
+                                           if hooks.get("_skip_schema_validation"))
 
 
 def unroutable_call_error(frame: str, charge_point: StationChargePoint) -> str | None:
@@ -99,7 +101,7 @@ def unroutable_call_error(frame: str, charge_point: StationChargePoint) -> str |
     incoming = read(frame)
     if incoming is None or incoming.message_type is not MessageType.CALL:
         return None
-    verdict = check_call(incoming, charge_point.handled_actions)
+    verdict = check_call(incoming, charge_point.handled_actions, charge_point.unchecked_actions)
     if not isinstance(verdict, Rejection):
         return None
     return call_error_frame(incoming.unique_id, verdict.code, verdict.description, verdict.details)
@@ -164,21 +166,21 @@ class CsmsConnection:
             log.exception("frame from the CSMS could not be handled: %.200s", frame)
 
     async def _answer(self, call: Incoming) -> None:
-        """Answer a CALL exactly once: refused here, or by its handler (through the library)."""
-        verdict = check_call(call, self.charge_point.handled_actions)
-        if isinstance(verdict, Rejection):
-            log.warning("CALL (id %.*s) refused: %s %s", LOGGED_ID_CHARS, call.unique_id, verdict.code,
-                        verdict.description)
-            await self._send_error(call.unique_id, verdict.code, verdict.description, verdict.details)
-            return
+        """Answer a CALL exactly once: refused here, or by its handler (through the library);
+        whatever fails on the way, an InternalError if nothing was answered yet."""
         answered_before = self._outgoing.answers_sent
         try:
+            verdict = check_call(call, self.charge_point.handled_actions, self.charge_point.unchecked_actions)
+            if isinstance(verdict, Rejection):
+                log.warning("CALL (id %.*s) refused: %s %s", LOGGED_ID_CHARS, call.unique_id, verdict.code,
+                            verdict.description)
+                await self._send_error(call.unique_id, verdict.code, verdict.description, verdict.details)
+                return
             await self.charge_point.route_message(verdict)
         except TransportError:
             raise
         except Exception:
-            log.exception("CALL %s (id %.*s) failed in the library", call.elements[2], LOGGED_ID_CHARS,
-                          call.unique_id)
+            log.exception("CALL (id %.*s) failed: %.200s", LOGGED_ID_CHARS, call.unique_id, call.text)
             if self._outgoing.answers_sent == answered_before:
                 await self._send_error(call.unique_id, CallErrorCode.INTERNAL_ERROR,
                                        "An unexpected error occurred.")

@@ -15,6 +15,7 @@ transaction queue, all over that connection until it closes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable
 
@@ -72,6 +73,7 @@ class Ocpp16Service(Service):
         self.connection: CsmsConnection | None = None
         self.registration = "None"
         self._link_lock = asyncio.Lock()
+        self._boot_wanted = asyncio.Event()  # TriggerMessage(BootNotification) while not Accepted
 
     @property
     def accepted(self) -> bool:
@@ -79,7 +81,8 @@ class Ocpp16Service(Service):
 
     async def run(self) -> None:
         settings = self.settings = self._given_settings or Ocpp16Settings.from_django()
-        config = self.config = await load_configuration(dict(settings.config_defaults))
+        config = self.config = await load_configuration(
+            dict(settings.config_defaults), keys.station_keys(cable_locks=bool(settings.lock_connector_ids)))
         self.queue = TransactionQueue(config.get(keys.TRANSACTION_MESSAGE_ATTEMPTS),
                                       config.get(keys.TRANSACTION_MESSAGE_RETRY_INTERVAL))
         config.listen(keys.TRANSACTION_MESSAGE_ATTEMPTS, self._retry_rules_changed)
@@ -94,6 +97,7 @@ class Ocpp16Service(Service):
                                       is_accepted=lambda: self.accepted,
                                       registration=lambda: self.registration)
         build_features(self.ctx)
+        self.ctx.triggers.attach(boot=self.boot_now, status=self.status)
         self.frame_log = FrameLog()  # every frame in and out, in table OcppFrame
         self.sender = QueueSender(self.queue, tx_keys, self.publish_link, self.ctx.auth)
         recorder = SessionRecorder(self.bus, self.queue, tx_keys, self._queued,
@@ -181,6 +185,7 @@ class Ocpp16Service(Service):
         request = call.BootNotification(charge_point_model=self.settings.charge_point_model,
                                         charge_point_vendor=self.settings.charge_point_vendor)
         while True:
+            self._boot_wanted.clear()
             try:
                 result = await connection.call(request)
             except CsmsCallError as error:
@@ -200,7 +205,13 @@ class Ocpp16Service(Service):
                 wait_s = float(result.interval) if result.interval > 0 else retry_s
                 log.warning("BootNotification %s; next one in %.0f s", result.status, wait_s)
             retry_s = min(retry_s * 2, BOOT_RETRY_MAX_S)
-            await asyncio.sleep(wait_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._boot_wanted.wait(), wait_s)
+
+    def boot_now(self) -> None:
+        """TriggerMessage(BootNotification) while Pending or Rejected (ocpp16.md §2.1): the next
+        BootNotification goes now instead of after the interval the CSMS gave."""
+        self._boot_wanted.set()
 
     async def _take_heartbeat_interval(self, interval_s: int) -> None:
         try:

@@ -80,10 +80,12 @@ class Ocpp16Settings:
     reconnect_max_s: float  # cap of the reconnect back-off
     charge_point_vendor: str = CHARGE_POINT_VENDOR
     config_defaults: Mapping[str, str] = field(default_factory=dict)  # key -> default from here
+    lock_connector_ids: tuple[int, ...] = ()  # Type 2 sockets with a cable lock (the rest: fixed cables)
 
     @classmethod
     def build(cls, *, csms_url: str, charge_point_id: str, connector_ids: tuple[int, ...],
-              station_name: str, environ: Mapping[str, str] | None = None) -> Ocpp16Settings:
+              station_name: str, environ: Mapping[str, str] | None = None,
+              lock_connector_ids: tuple[int, ...] = ()) -> Ocpp16Settings:
         env = os.environ if environ is None else environ
         if not charge_point_id or len(charge_point_id) > 48:
             raise SettingsError(f"OCPP_CHARGE_POINT_ID must be 1..48 characters, got {charge_point_id!r}")
@@ -94,6 +96,7 @@ class Ocpp16Settings:
             charge_point_model=station_name[:MAX_MODEL_CHARS] or "station",
             reconnect_max_s=_reconnect_max_s(env),
             config_defaults=_config_defaults(env, len(connector_ids)),
+            lock_connector_ids=tuple(sorted(lock_connector_ids)),
         )
 
     @classmethod
@@ -107,4 +110,5 @@ class Ocpp16Settings:
         env = settings.STATION_ENV
         return cls.build(csms_url=env.csms_url, charge_point_id=env.charge_point_id,
                          connector_ids=tuple(c.id for c in station.connectors),
-                         station_name=station.station.name)
+                         station_name=station.station.name,
+                         lock_connector_ids=tuple(c.id for c in station.connectors if c.has_lock))

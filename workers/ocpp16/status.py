@@ -98,6 +98,20 @@ class StatusReporter:
         self._queued = {cid: now.key for cid, now in self._current.items()}
         self._changed.set()
 
+    def queue_current(self, connector_id: int | None = None) -> bool:
+        """Queue the current state of connector N (None: connector 0 and every connector) even
+        if the CSMS has heard it (TriggerMessage asks for current information); sent after the
+        transitions already waiting, so the CSMS ends with the present state. False for a
+        connector station.toml does not have (nothing queued)."""
+        ids = self._ids if connector_id is None else (connector_id,)
+        if any(cid not in self._current for cid in ids):
+            return False
+        for cid in ids:
+            self._pending.append((cid, self._current[cid]))
+            self._queued[cid] = self._current[cid].key
+        self._changed.set()
+        return True
+
     def forget_sent(self) -> None:
         """After a BootNotification the CSMS must hear about every connector again."""
         self._sent.clear()

@@ -145,7 +145,7 @@ class TransactionQueue:
         return list(Transaction.objects.filter(stopped_at__isnull=True).order_by("started_at"))
 
     def pending_count(self) -> int:
-        return OutboxMessage.objects.filter(state=State.PENDING).count()
+        return OutboxMessage.objects.filter(lane=Lane.TRANSACTION, state=State.PENDING).count()
 
     def head(self) -> Outgoing | None:
         """The oldest pending message; by order its StartTransaction is already settled."""

@@ -40,6 +40,7 @@ class CsmsBehaviour:
     heartbeat_interval_s: int = 300
     registration: RegistrationStatus = RegistrationStatus.accepted
     rejected_id_tags: set[str] = field(default_factory=set)
+    parent_id_tags: dict[str, str] = field(default_factory=dict)  # idTag -> parentIdTag of its answers
     known_charge_points: set[str] | None = None  # None = accept any id; else others get HTTP 404
     # charge point id -> the Basic password (bytes) it must present, else HTTP 401; others: no check
     basic_auth_passwords: dict[str, bytes] = field(default_factory=dict)
@@ -70,9 +71,12 @@ class CentralSystemChargePoint(ChargePoint):
         self._csms = csms
 
     def _id_tag_info(self, id_tag: str) -> dict[str, str]:
-        rejected = {tag.upper() for tag in self._csms.behaviour.rejected_id_tags}
+        behaviour = self._csms.behaviour
+        rejected = {tag.upper() for tag in behaviour.rejected_id_tags}
         status = AuthorizationStatus.invalid if id_tag.upper() in rejected else AuthorizationStatus.accepted
-        return {"status": status}
+        parents = {tag.upper(): parent for tag, parent in behaviour.parent_id_tags.items()}
+        parent = parents.get(id_tag.upper())
+        return {"status": status} | ({"parent_id_tag": parent} if parent else {})
 
     def _maybe_fail(self, action: Action) -> None:
         if self._csms.behaviour.take_failure(action):

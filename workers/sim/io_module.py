@@ -11,7 +11,8 @@ address rules (workers/drivers/io_layout.py), so both always agree on where a ch
   power modules' link contactors (`[[power_modules.links]]`) are contactors like the
   connectors', keyed by `link_key` ("pm3>1"). Faults: `weldN` (connector N's contact stays
   closed once it has closed), `weld_pm3_1` (the same for link pm3>1), `contactor_stuck_open`
-  (no contact closes), `fan` (the fan alarm input, if wired).
+  (no contact closes), `fan` (the fan alarm input, if wired). A Type 2 socket's cable lock
+  (workers/sim/cable_lock.py) is one more coil and position switch: `lock_stuckN` jams it.
 - Host watchdog: the outputs drop to their safe values when the host has not talked to the
   outputs' module for the watchdog time; the host's next write sets them. "bits" modules
   serve the ICP DAS registers (safe values 00129.., enable 00261, timeout 40489 in 0.1 s),
@@ -47,6 +48,7 @@ from workers.drivers.io_module import (
 )
 from workers.drivers.registers import FunctionCode
 from workers.sim import devices
+from workers.sim.cable_lock import SimCableLock
 from workers.sim.devices import DeviceAction
 from workers.sim.faults import FaultState, HasFaults
 
@@ -84,7 +86,9 @@ class SimIoModule(HasFaults):
         self.feedback: dict[ContactorKey, IoPoint] = {
             c.id: c.contactor_feedback for c in config.connectors if c.contactor_feedback is not None}
         self.feedback |= {link.key: link.feedback for link in links if link.feedback is not None}
-        kinds = (*(_weld_kind(key) for key in self.coils), "contactor_stuck_open", "fan")
+        self.locks = {c.id: lock for c in config.connectors if (lock := SimCableLock.of(c)) is not None}
+        kinds = (*(_weld_kind(key) for key in self.coils), "contactor_stuck_open", "fan",
+                 *(lock.fault_kind for lock in self.locks.values()))
         self._faults = FaultState(self.name, kinds)
         self._imd_alarm = imd_alarm
         self._delay_s = feedback_delay_s
@@ -123,6 +127,10 @@ class SimIoModule(HasFaults):
         Opening counts at once, so no power flows after the host cleared the coil even while
         the contacts are still moving (or welded: arcs are not modelled)."""
         return self._coil_on[key] and self._contacts[key]
+
+    def lock_locked(self, connector_id: int) -> bool:
+        """Whether connector `connector_id`'s cable lock is locked (its bolt, as its switch reports)."""
+        return self.locks[connector_id].locked
 
     def link_conducts(self, module: str, connector_id: int) -> bool:
         """Whether module `module` is connected to DC connector `connector_id` now."""
@@ -204,7 +212,7 @@ class SimIoModule(HasFaults):
                                      SAFE_VALUE_COIL_BASE + address))[0])
 
     def _output_addresses(self) -> list[int]:
-        return [*self.coils.values(), *self.config.fans]
+        return [*self.coils.values(), *self.config.fans, *(lock.coil for lock in self.locks.values())]
 
     def _input_points(self) -> Iterator[tuple[IoPoint, bool]]:
         """Every wired input with whether its signal is active now."""
@@ -215,6 +223,8 @@ class SimIoModule(HasFaults):
             yield point, states[signal]
         for key, point in self.feedback.items():
             yield point, self._contacts[key]
+        for lock in self.locks.values():
+            yield lock.feedback, lock.locked
 
     def _input_wire(self, address: int) -> list[WireBit]:
         """Where an input shows: the driver's place, and the twin table the family also serves."""
@@ -300,6 +310,9 @@ class SimIoModule(HasFaults):
                 self._coil_on[key], self._coil_changed_at[key] = on, now
             if now - self._coil_changed_at[key] >= self._delay_s - _TIMER_SLACK_S:
                 self._contacts[key] = self._contact_state(key, on)
+        for lock in self.locks.values():
+            lock.follow(await self._read_output(lock.coil), now, self._delay_s,
+                        stuck=self._faults.has(lock.fault_kind))
         await self._write_inputs()
 
     def _contact_state(self, key: ContactorKey, coil_on: bool) -> bool:

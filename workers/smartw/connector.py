@@ -1,7 +1,11 @@
 """One connector's runtime: what smartw remembers between cycles, and its published snapshot.
 
-A connector's own faults are kept apart by source (controller, contactor, insulation monitor),
-because each clears on its own condition; `fault` is the one that shows, the most severe first.
+A connector's own faults are kept apart by source (controller, contactor, insulation monitor,
+cable lock), because each clears on its own condition; `fault` is the one that shows, the most
+severe first.
+What OCPP asks of a session (workers/smartw/ocpp_rules.py) is kept here too: how long a start
+waits (ConnectionTimeOut), whether an AC session goes on while its EV is away, and the energy
+allowance of a session whose idTag the CSMS refused.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from workers.drivers.controller import ControllerSnapshot, EvState
 from workers.smartw.status import ConnectorFacts, Fault, derive_status
 
 METER_FRESH_S = 3.0  # a meter reading older than this is not used for billing
-CONNECTION_TIMEOUT_S = 60.0  # how long a start waits for a card or a plug (OCPP ConnectionTimeOut)
 
 
 @dataclass
@@ -27,19 +30,22 @@ class ActiveSession:
     started_at: datetime
     meter_start_wh: float
     peak_power_w: float = 0.0
+    parent_id_tag: str | None = None  # the idTag's group: a card of the same group may stop it
+    energy_allowance_wh: float | None = None  # the CSMS refused the idTag: no power past this session energy
 
 
 @dataclass
 class PendingStart:
-    """A start that waits: for a card (id_tag None) or for the EV to be plugged."""
+    """A start that waits: for a card (id_tag None) or for the EV to be plugged. It lapses after
+    OCPP ConnectionTimeOut, counted from when it was asked with the value in force at each check
+    (a CSMS that changes the key changes the waits already running)."""
 
     id_tag: str | None
     parent_id_tag: str | None = None  # the idTag's group, when Authorize gave one (reservations)
-    expires_at: float = field(default_factory=lambda: time.monotonic() + CONNECTION_TIMEOUT_S)
+    asked_at: float = field(default_factory=time.monotonic)
 
-    @property
-    def expired(self) -> bool:
-        return time.monotonic() > self.expires_at
+    def expired(self, timeout_s: float) -> bool:
+        return time.monotonic() > self.asked_at + timeout_s
 
 
 @dataclass
@@ -49,11 +55,13 @@ class ConnectorRuntime:
     controller_fault: Fault | None = None
     contactor_fault: Fault | None = None  # welded (until the feedback opens) or not closing (until unplug)
     insulation_fault: Fault | None = None  # the insulation monitor's alarm (DC connectors only)
+    lock_fault: Fault | None = None  # a Type 2 socket's cable lock did not follow (cable_lock.py)
     interlock: str | None = None  # UI key of a fault elsewhere that forbids new sessions here
     meter: MeterReading | None = None
     session: ActiveSession | None = None
     pending: PendingStart | None = None
     finishing: bool = False
+    ev_away: bool = False  # the session goes on while its EV is unplugged (contactor open, OCPP SuspendedEV)
     allocated_w: float = 0.0
     stopping: bool = False
     operative: bool = True  # own and station availability (availability.py writes it)
@@ -75,7 +83,23 @@ class ConnectorRuntime:
     @property
     def fault(self) -> Fault | None:
         """The connector's own fault (station faults are the station's), most severe first."""
-        return self.contactor_fault or self.insulation_fault or self.controller_fault
+        return self.contactor_fault or self.insulation_fault or self.lock_fault or self.controller_fault
+
+    @property
+    def drawing(self) -> bool:
+        """A session that may be given power: running, not ending, its EV plugged in."""
+        return self.session is not None and not self.stopping and not self.ev_away
+
+    @property
+    def session_energy_wh(self) -> float:
+        session, meter = self.session, self.meter
+        return max(meter.energy_wh - session.meter_start_wh, 0.0) if session and meter else 0.0
+
+    @property
+    def power_withheld(self) -> bool:
+        """The session has used up the energy allowed after the CSMS refused its idTag."""
+        allowance = self.session.energy_allowance_wh if self.session else None
+        return allowance is not None and self.session_energy_wh >= allowance
 
     def fresh_meter(self) -> MeterReading | None:
         if self.meter is None or (utcnow() - self.meter.at).total_seconds() > METER_FRESH_S:
@@ -94,6 +118,8 @@ class ConnectorRuntime:
             interlock=self.interlock,
             operative=self.operative,
             reserved=self.reserved,
+            ev_away=self.ev_away,
+            power_withheld=self.power_withheld,
         )
 
     def snapshot(self, station_fault: Fault | None) -> ConnectorState:
@@ -103,11 +129,11 @@ class ConnectorRuntime:
         return ConnectorState(
             connector_id=self.id, standard=self.config.standard, status=status,
             error_code=error_code, info=info, vendor_error_code=vendor_error_code, plugged=self.plugged,
-            contactor_closed=session is not None,
+            contactor_closed=session is not None and not self.ev_away,
             awaiting_card=self.pending is not None and self.pending.id_tag is None,
             power_w=meter.power_w if meter and session else 0.0,
             meter_wh=meter_wh,
-            session_energy_wh=max(meter_wh - session.meter_start_wh, 0.0) if session else 0.0,
+            session_energy_wh=self.session_energy_wh,
             soc=ctl.soc if ctl else None, target_soc=ctl.target_soc if ctl else None,
             session_id=session.session_id if session else None,
             id_tag=session.id_tag if session else (self.pending.id_tag if self.pending else None),

@@ -34,6 +34,9 @@ CONTACTOR_FAULTS: Mapping[ContactorFault, Fault] = MappingProxyType({
     ContactorFault.NOT_CLOSING: CONTACTOR_OPEN,
 })
 
+# ---- a Type 2 socket's cable lock (its position switch against its coil: cable_lock.py) ----
+LOCK_FAILURE = Fault(Code.CONNECTOR_LOCK_FAILURE, "lock_failure")
+
 # ---- charge-controller flags, most severe first (a snapshot may carry several) ------------
 CONTROLLER_FAULTS: tuple[tuple[ControllerError, Fault], ...] = (
     (ControllerError.INSULATION, INSULATION),
@@ -41,7 +44,7 @@ CONTROLLER_FAULTS: tuple[tuple[ControllerError, Fault], ...] = (
     (ControllerError.OVERVOLTAGE, Fault(Code.OVER_VOLTAGE, "overvoltage")),
     (ControllerError.OVERTEMPERATURE, Fault(Code.HIGH_TEMPERATURE, "overtemperature")),
     (ControllerError.CONTACTOR, Fault(Code.POWER_SWITCH_FAILURE, "contactor_fault")),
-    (ControllerError.LOCK, Fault(Code.CONNECTOR_LOCK_FAILURE, "lock_failure")),
+    (ControllerError.LOCK, LOCK_FAILURE),
     (ControllerError.DIODE, Fault(Code.EV_COMMUNICATION_ERROR, "diode_fault")),
     (ControllerError.CONTROL_PILOT, Fault(Code.EV_COMMUNICATION_ERROR, "pilot_fault")),
     (ControllerError.PROXIMITY, Fault(Code.EV_COMMUNICATION_ERROR, "proximity_fault")),

@@ -38,6 +38,11 @@ class StationHardware(Protocol):
         """Close or open a connector's contactor through the IO module."""
         ...
 
+    async def set_lock(self, connector_id: int, locked: bool) -> None:
+        """Drive a Type 2 socket's cable lock coil (its position switch comes with read_io); only
+        for connectors station.toml gives a lock (workers/smartw/cable_lock.py)."""
+        ...
+
     async def set_link(self, module: str, connector_id: int, closed: bool) -> None:
         """Close or open the link contactor between a power module (pm1..pmN) and a DC
         connector (`[[power_modules.links]]`) through the IO module. The caller ramps the

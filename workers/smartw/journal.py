@@ -18,12 +18,12 @@ from webapp.station.models import ChargingSession
 log = logging.getLogger(__name__)
 
 
-async def publish_started(bus: Bus, row: ChargingSession, reservation_id: int | None = None) -> None:
-    """`reservation_id`: the reservation the session used. The row does not keep it, so an event
-    published again after a crash goes without it (ocpp16 then ends the reservation at expiry)."""
+async def publish_started(bus: Bus, row: ChargingSession) -> None:
+    """The row keeps the reservation the session used, so an event published again after a crash
+    still names it (StartTransaction.reservationId)."""
     await bus.publish(contract.SESSIONS, SessionStarted(
         session_id=row.session_id, connector_id=row.connector_id, id_tag=row.id_tag,
-        meter_start_wh=row.meter_start_wh, reservation_id=reservation_id, at=row.started_at,
+        meter_start_wh=row.meter_start_wh, reservation_id=row.reservation_id, at=row.started_at,
     ))
     await ChargingSession.objects.filter(pk=row.pk).aupdate(start_published=True)
 
@@ -35,6 +35,11 @@ async def publish_stopped(bus: Bus, row: ChargingSession) -> None:
         meter_stop_wh=row.meter_stop_wh, reason=StopReason(row.stop_reason), at=row.stopped_at,
     ))
     await ChargingSession.objects.filter(pk=row.pk).aupdate(stop_published=True)
+
+
+async def store_parent(session_id: str, parent_id_tag: str) -> None:
+    """Keep the idTag's group learnt after the start (StartTransaction.conf) in the session's row."""
+    await ChargingSession.objects.filter(session_id=session_id).aupdate(parent_id_tag=parent_id_tag)
 
 
 async def republish_unconfirmed(bus: Bus) -> int:

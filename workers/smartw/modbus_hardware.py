@@ -47,6 +47,12 @@ class ModbusStationHardware:
         except DeviceError as error:
             raise HardwareError(str(error)) from error
 
+    async def set_lock(self, connector_id: int, locked: bool) -> None:
+        try:
+            await self.io.set_lock(connector_id, locked)
+        except DeviceError as error:
+            raise HardwareError(str(error)) from error
+
     async def set_link(self, module: str, connector_id: int, closed: bool) -> None:
         try:
             await self.io.set_link(module, connector_id, closed)

@@ -103,7 +103,7 @@ class PowerControl:
                     station_meter: MeterReading | None, limits: StationLimits) -> AllocationResult:
         now = self.clock()
         self._observe_links(io, now)
-        charging = {cid: c for cid, c in connectors.items() if c.session is not None and not c.stopping}
+        charging = {cid: c for cid, c in connectors.items() if c.drawing}
         request = AllocationInput(
             station=limits.apply_to_station(self._station_input(station_meter)),
             connectors=tuple(limits.apply_to_connector(self._connector_input(c)) for c in charging.values()),
@@ -124,7 +124,9 @@ class PowerControl:
     def _connector_input(self, connector: ConnectorRuntime) -> ConnectorInput:
         config, controller, session = connector.config, connector.controller, connector.session
         assert session is not None
-        demand = controller.ev_max_power_w if connector.ev_requesting and controller is not None else 0.0
+        demand = 0.0  # the EV takes none, or the CSMS refused its idTag and the allowance is used
+        if controller is not None and connector.ev_requesting and not connector.power_withheld:
+            demand = controller.ev_max_power_w
         meter = connector.fresh_meter()
         return ConnectorInput(
             connector_id=connector.id, standard=config.standard, limit_w=config.max_power_kw * 1000,
@@ -163,8 +165,8 @@ class PowerControl:
         shares = {c.connector_id: c for c in result.connectors}
         for connector in sorted(charging.values(), key=lambda c: shares[c.id].power_w - c.allocated_w):
             share = shares[connector.id]
-            if connector.session is None or connector.stopping:
-                continue  # a stop began while the cycle wrote to others: never re-enable it
+            if not connector.drawing:
+                continue  # a stop began (or the EV left) while the cycle wrote to others: never re-enable it
             try:
                 await self.hardware.set_output(connector.id, True, share.power_w)
             except HardwareError as error:

@@ -3,9 +3,9 @@ stop requests, availability and free mode.
 
 Provides: keys contract.CONNECTOR (per connector), contract.STATION and contract.POWER_MODULE;
 streams contract.CONNECTOR_CHANGES, contract.STATION_CHANGES, contract.SESSIONS,
-contract.AUTH_RESULTS; commands contract.START, contract.STOP, contract.AVAILABILITY and
-contract.FREE_MODE; the ChargingSession, SessionEvent and RuntimeSettings tables (their only
-writer).
+contract.AUTH_RESULTS; commands contract.START, contract.STOP, contract.AVAILABILITY,
+contract.FREE_MODE and contract.UNLOCK; the ChargingSession, SessionEvent and RuntimeSettings
+tables (their only writer).
 Requires: stream contract.CARDS (rfid), keys contract.METER (counters), contract.OCPP_LIMIT and
 contract.RESERVATIONS (ocpp16) and contract.OPERATOR_LIMIT (webapp), command contract.AUTHORIZE
 (ocpp16);
@@ -61,6 +61,7 @@ class SmartwService(Service):
                 self.bus.serve(contract.AVAILABILITY, logic.requests.availability.change, stop=self.stopping),
                 self.bus.serve(contract.FREE_MODE, logic.requests.availability.set_free_mode,
                                stop=self.stopping),
+                self.bus.serve(contract.UNLOCK, logic.locks.unlock_command, stop=self.stopping),
             )
         finally:
             await self._shutdown(logic)
@@ -124,6 +125,7 @@ class SmartwService(Service):
                                          ramp_timeout_s=SHUTDOWN_RAMP_S)
             except Exception:
                 log.exception("connector %s: session not recorded as stopped", connector.id)
+        await logic.locks.release_all()  # a stopped station holds no cable
         await logic.timeline.aclose(TIMELINE_FLUSH_S)
 
     async def _close_orphan_sessions(self, logic: StationLogic) -> None:

@@ -2,7 +2,9 @@
 
 Order matters for safety (invariant 3): a contactor closes while the controller offers no
 power, and opens only after the measured power has fallen to zero (except on e-stop or a
-lost IO module, where it opens at once).
+lost IO module, where it opens at once). The same order holds when an AC session waits for its
+EV to come back (workers/smartw/ocpp_rules.py): the contactor opens when the EV leaves and
+closes again, without power, when one is plugged in.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from webapp.station.models import ChargingSession
 from workers.smartw import journal
 from workers.smartw.connector import ActiveSession, ConnectorRuntime, PendingStart
 from workers.smartw.hardware import HardwareError, StationHardware
+from workers.smartw.ocpp_rules import OcppRules
 from workers.smartw.reservations import ReservationBook
 from workers.smartw.status import UNAVAILABLE
 from workers.smartw.timeline import SessionTimeline
@@ -31,6 +34,10 @@ RAMP_DOWN_TIMEOUT_S = 4.0  # longest wait for the power to reach zero before ope
 ZERO_POWER_W = 50.0  # below this the contactor may open (metering noise)
 POLL_S = 0.1
 METER_WAIT_S = 3.0  # longest wait for a first meter reading before a start is refused
+EV_AWAY_RAMP_S = 1.0  # the EV has left: its current is gone, the output only has to be switched off
+
+
+SessionEnded = Callable[[ConnectorRuntime, ActiveSession, StopReason], None]
 
 
 class StartRefused(Exception):
@@ -47,13 +54,16 @@ class SessionControl:
     def __init__(self, bus: Bus, hardware: StationHardware,
                  blocked: Callable[[], str | None], timeline: SessionTimeline,
                  changed: Callable[[], None] = lambda: None,
-                 reservations: ReservationBook | None = None) -> None:
+                 reservations: ReservationBook | None = None, ocpp: OcppRules | None = None,
+                 ended: SessionEnded = lambda *_: None) -> None:
         self.bus = bus
         self.hardware = hardware
         self.blocked = blocked  # () -> UI key of a station-wide fault (e-stop, IO lost), or None
         self.timeline = timeline
         self.changed = changed  # a session started or is ending: share the power again at once
         self.reservations = reservations or ReservationBook({})  # none: nothing is ever reserved
+        self.ocpp = ocpp or OcppRules({})  # none: the default session rules
+        self.ended = ended  # a session ended, its contactor open (a socket's cable lock: cable_lock.py)
 
     async def start(self, connector: ConnectorRuntime, id_tag: str, parent_id_tag: str | None = None) -> str:
         """Start now if the EV is plugged, else hold the authorised start until it is.
@@ -80,7 +90,7 @@ class SessionControl:
                 await self.hardware.set_output(connector.id, False, 0.0)
                 await self.hardware.set_contactor(connector.id, True)
                 reservation_id = self.reservations.reservation_for(connector, id_tag, parent_id_tag)
-                await self._record_start(connector, id_tag, meter, reservation_id)
+                await self._record_start(connector, id_tag, parent_id_tag, meter, reservation_id)
             except HardwareError as error:
                 log.error("connector %s: cannot close contactor: %s", connector.id, error)
                 await self._open_quietly(connector)
@@ -112,21 +122,22 @@ class SessionControl:
                 return meter
             await asyncio.sleep(POLL_S)
 
-    async def _record_start(self, connector: ConnectorRuntime, id_tag: str, meter: MeterReading,
-                            reservation_id: int | None) -> None:
+    async def _record_start(self, connector: ConnectorRuntime, id_tag: str, parent_id_tag: str | None,
+                            meter: MeterReading, reservation_id: int | None) -> None:
         session = ActiveSession(session_id=uuid.uuid4().hex, id_tag=id_tag, started_at=utcnow(),
-                                meter_start_wh=meter.energy_wh)
+                                meter_start_wh=meter.energy_wh, parent_id_tag=parent_id_tag)
         connector.session, connector.pending, connector.finishing = session, None, False
         row = await ChargingSession.objects.acreate(
             session_id=session.session_id, connector_id=connector.id,
             standard=connector.config.standard.value, id_tag=id_tag, started_at=session.started_at,
-            meter_start_wh=session.meter_start_wh,
+            meter_start_wh=session.meter_start_wh, reservation_id=reservation_id,
+            parent_id_tag=parent_id_tag or "",
         )
         if reservation_id is not None:
             self.reservations.used(reservation_id)
         self.changed()
         self.timeline.started(row)
-        await journal.publish_started(self.bus, row, reservation_id)
+        await journal.publish_started(self.bus, row)
         log.info("connector %s: session %s started for %s at %.0f Wh%s", connector.id, session.session_id,
                  id_tag, session.meter_start_wh, f" (reservation {reservation_id})" if reservation_id else "")
 
@@ -147,11 +158,43 @@ class SessionControl:
                 await self._ramp_down_and_open(connector, ramp_timeout_s)
                 await self._record_stop(connector, session, reason, id_tag)
             finally:
-                connector.session, connector.stopping = None, False
+                self.ended(connector, session, reason)
+                connector.session, connector.stopping, connector.ev_away = None, False, False
                 self.changed()
                 connector.allocated_w = 0.0
                 connector.finishing = connector.plugged
             return True
+
+    async def ev_left(self, connector: ConnectorRuntime) -> None:
+        """The EV of a session that goes on has been unplugged: switch the output off and open
+        the contactor (StopTransactionOnEVSideDisconnect false, AC only: ocpp_rules.py)."""
+        async with connector.lock:
+            if connector.session is None or connector.stopping or not connector.ev_away:
+                return
+            log.info("connector %s: EV unplugged; session %s waits for it (SuspendedEV)",
+                     connector.id, connector.session.session_id)
+            connector.allocated_w = 0.0
+            self.changed()
+            await self._ramp_down_and_open(connector, EV_AWAY_RAMP_S)
+
+    async def ev_returned(self, connector: ConnectorRuntime) -> None:
+        """An EV was plugged into a connector whose session waits for one: close the contactor
+        again while the controller offers no power; the next cycle shares power as usual."""
+        async with connector.lock:
+            if connector.session is None or connector.stopping or not connector.ev_away:
+                return
+            try:
+                await self.hardware.set_output(connector.id, False, 0.0)
+                await self.hardware.set_contactor(connector.id, True)
+            except (HardwareError, StartRefused) as error:  # a fault: the cycle ends the session
+                log.error("connector %s: cannot resume session %s: %s", connector.id,
+                          connector.session.session_id, error)
+                await self._open_quietly(connector)
+                return
+            connector.ev_away = False
+            self.changed()
+            log.info("connector %s: EV plugged again; session %s resumes", connector.id,
+                     connector.session.session_id)
 
     async def _ramp_down_and_open(self, connector: ConnectorRuntime, timeout_s: float) -> None:
         """Offer no more power, wait until the meter shows none (so meterStop is the final

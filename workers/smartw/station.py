@@ -27,10 +27,12 @@ from workers.common.station_config import StationConfig
 from workers.drivers.controller import ControllerSnapshot
 from workers.drivers.imd import ImdSnapshot
 from workers.drivers.io_module import IoSnapshot
-from workers.smartw import faults
+from workers.smartw import faults, journal
+from workers.smartw.cable_lock import CableLocks
 from workers.smartw.connector import ConnectorRuntime
 from workers.smartw.hardware import HardwareError, StationHardware
 from workers.smartw.limits import LimitReader
+from workers.smartw.ocpp_rules import OcppRules
 from workers.smartw.power_control import ModuleDriver, PowerControl
 from workers.smartw.requests import Requests
 from workers.smartw.reservations import ReservationBook
@@ -62,9 +64,15 @@ class StationLogic:
         self.timeline = SessionTimeline()
         self.wake = asyncio.Event()  # set when the power must be shared again before the next period
         self.reservations = ReservationBook(self.connectors)
-        self.control = SessionControl(bus, ContactorInterlock(hardware, self.refusal), self.blocked_reason,
-                                      self.timeline, changed=self.wake.set, reservations=self.reservations)
-        self.requests = Requests(bus, self.connectors, self.control)
+        self.ocpp = OcppRules(self.connectors, self._parent_learnt)
+        self.locks = CableLocks(self.connectors, hardware, config.io_module.lock_timeout_s, self.ocpp,
+                                lambda c: self.control.stop(c, StopReason.UNLOCK_COMMAND))
+        self.control = SessionControl(bus, ContactorInterlock(hardware, self.refusal, self.locks),
+                                      self.blocked_reason, self.timeline, changed=self.wake.set,
+                                      reservations=self.reservations, ocpp=self.ocpp,
+                                      ended=self.locks.session_ended)
+        self.requests = Requests(bus, self.connectors, self.control,
+                                 release_cable=self.locks.release_for_card)
         self.station_fault: Fault | None = None
         self.io: IoSnapshot | None = None  # the guard's last good poll
         self.imd_fault: Fault | None = None
@@ -130,6 +138,8 @@ class StationLogic:
             await self._read_connector(connector)
         await self._poll_imd()
         self._note_connector_faults()
+        await self.ocpp.refresh(self.bus)
+        await self.locks.follow(self.io)  # a lock fault is known before the sessions are followed
         if self.station_fault is None:
             await self._follow_evs()
             await self._share_power()
@@ -270,31 +280,44 @@ class StationLogic:
                 self.requests.spawn(self.control.stop(connector, reason, immediate=True))
 
     async def _follow_evs(self) -> None:
+        timeout_s = self.ocpp.connection_timeout_s
         for connector in self.connectors.values():
-            if connector.pending is not None and connector.pending.expired:
-                log.info("connector %s: start timed out", connector.id)
+            if connector.pending is not None and connector.pending.expired(timeout_s):
+                log.info("connector %s: start timed out (ConnectionTimeOut %g s)", connector.id, timeout_s)
                 connector.pending = None
+                connector.finishing = connector.plugged  # OCPP B6: the cable stays in -> Finishing
             if connector.controller_fault is None and not connector.plugged:
                 connector.finishing = False
             reason = self._end_reason(connector)
             if reason is not None:
                 connector.stopping = True
-                immediate = reason is not StopReason.EV_DISCONNECTED
+                # The EV left, or its cable lock failed (the plug may come out): ramp down first.
+                immediate = (reason is not StopReason.EV_DISCONNECTED
+                             and connector.fault is not faults.LOCK_FAILURE)
                 self.requests.spawn(self.control.stop(connector, reason, immediate=immediate))
         card = self.requests.pending_card
-        if card is not None and card.expired:
+        if card is not None and card.expired(timeout_s):
             self.requests.pending_card = None
 
-    @staticmethod
-    def _end_reason(connector: ConnectorRuntime) -> StopReason | None:
-        """Why a running session must end now: the EV left, or a fault of its own (controller
-        lost or failing, contactor, insulation: open at once)."""
+    def _end_reason(self, connector: ConnectorRuntime) -> StopReason | None:
+        """Why a running session must end now: the EV left (unless the session waits for it,
+        ocpp_rules.py), or a fault of its own (controller lost or failing, contactor, insulation:
+        open at once)."""
         if connector.session is None or connector.stopping:
             return None
         if connector.fault is not None:
             log.error("connector %s: %s during a session; stopping it", connector.id, connector.fault.info)
             return StopReason.OTHER
-        return StopReason.EV_DISCONNECTED if not connector.plugged else None
+        if connector.plugged or connector.ev_away:
+            return None
+        if self.ocpp.ev_left_ends_session(connector):
+            return StopReason.EV_DISCONNECTED
+        connector.ev_away = True
+        self.requests.spawn(self.control.ev_left(connector))
+        return None
+
+    def _parent_learnt(self, session_id: str, parent_id_tag: str) -> None:
+        self.requests.spawn(journal.store_parent(session_id, parent_id_tag))
 
     async def _share_power(self) -> None:
         """The allocation engine over what is known now, carried out on the hardware
@@ -337,11 +360,14 @@ def _changed(old, new) -> bool:
 
 class ContactorInterlock:
     """The hardware as SessionControl sees it: a contactor closes only while `refusal` has
-    nothing against it, checked right before the command goes out (StartRefused otherwise)."""
+    nothing against it, checked right before the command goes out (StartRefused otherwise), and
+    on a Type 2 socket only once its cable lock reads locked (workers/smartw/cable_lock.py)."""
 
-    def __init__(self, hardware: StationHardware, refusal: Callable[[int], str | None]) -> None:
+    def __init__(self, hardware: StationHardware, refusal: Callable[[int], str | None],
+                 locks: CableLocks | None = None) -> None:
         self._hardware = hardware
         self._refusal = refusal
+        self._locks = locks
 
     async def read_io(self) -> IoSnapshot:
         return await self._hardware.read_io()
@@ -351,9 +377,15 @@ class ContactorInterlock:
 
     async def set_contactor(self, connector_id: int, closed: bool) -> None:
         reason = self._refusal(connector_id) if closed else None
+        if closed and reason is None and self._locks is not None:
+            await self._locks.lock(connector_id)
+            reason = self._refusal(connector_id)  # again: a fault may have come while the lock moved
         if reason is not None:
             raise StartRefused(reason)
         await self._hardware.set_contactor(connector_id, closed)
+
+    async def set_lock(self, connector_id: int, locked: bool) -> None:
+        await self._hardware.set_lock(connector_id, locked)
 
     async def poll_controller(self, connector_id: int) -> ControllerSnapshot:
         return await self._hardware.poll_controller(connector_id)

@@ -32,6 +32,8 @@ CONTROLLER_ERROR = Fault(ConnectorErrorCode.OTHER_ERROR, "controller_error")
 
 UNAVAILABLE = "unavailable"  # UI key: set Inoperative (ChangeAvailability); also a start's refusal
 RESERVED = "reserved"  # UI key: held by a reservation for someone else (reservations.py); also a refusal
+EV_DISCONNECTED = "ev_disconnected"  # UI key: the session goes on while its EV is away (OCPP SuspendedEV)
+DEAUTHORIZED = "deauthorized"  # UI key: the CSMS refused the idTag, no more energy (OCPP SuspendedEVSE)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class ConnectorFacts:
     interlock: str | None = None  # UI key of a fault elsewhere that forbids new sessions here
     operative: bool = True  # False: set Inoperative (its own or the station's availability)
     reserved: bool = False  # held by a reservation (OCPP ReserveNow, workers/smartw/reservations.py)
+    ev_away: bool = False  # the session goes on while its EV is unplugged (StopTransactionOnEVSideDisconnect)
+    power_withheld: bool = False  # the CSMS refused the session's idTag and its allowance is used up
 
 
 class DerivedStatus(NamedTuple):
@@ -63,6 +67,10 @@ def derive_status(facts: ConnectorFacts) -> DerivedStatus:
         return DerivedStatus(ConnectorStatus.FAULTED, fault.error_code, fault.info, fault.vendor_code)
     ok = ConnectorErrorCode.NO_ERROR
     if facts.session_active:
+        if facts.power_withheld:  # before the EV's own pause: both suspended is SuspendedEVSE
+            return DerivedStatus(ConnectorStatus.SUSPENDED_EVSE, ok, DEAUTHORIZED)
+        if facts.ev_away:
+            return DerivedStatus(ConnectorStatus.SUSPENDED_EV, ok, EV_DISCONNECTED)
         if not facts.ev_requesting:
             return DerivedStatus(ConnectorStatus.SUSPENDED_EV, ok, "ev_paused")
         if facts.allocated_w <= 0:

@@ -3,10 +3,12 @@
 from the cache, that the CSMS no longer accepts (OCTT TC_037_2, TC_037_3).
 
 StopTransactionOnInvalidId=true: smartw is asked to stop that session (contract.STOP, reason
-DeAuthorized), if it still runs; its StopTransaction then follows like any other.
-StopTransactionOnInvalidId=false: the transaction goes on. The specification then wants the
-energy stopped after MaxEnergyOnInvalidId Wh; smartw has no way yet to suspend a session on
-request, so this is logged and the session charges on (see the ocpp16 README section).
+DeAuthorized), if it still runs; its StopTransaction then follows like any other. (The cable
+would stay locked until the same idTag or its group is presented; no connector here has a lock.)
+StopTransactionOnInvalidId=false: the transaction goes on, but its energy stops once the session
+has delivered MaxEnergyOnInvalidId Wh (0: at once): contract.OCPP_DEAUTHORIZED names the session
+and the allowance, smartw withholds power past it and shows SuspendedEVSE
+(workers/smartw/ocpp_rules.py); the key goes when the session ends (txkeys.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bus import Bus, BusRequestError, contract
 from bus.enums import AuthorizationStatus, StopReason
-from bus.messages import StopRequest
+from bus.messages import Deauthorized, StopRequest
 from webapp.station.models import Transaction
 from workers.ocpp16 import config_keys as keys
 from workers.ocpp16.config_keys import ConfigurationStore
@@ -32,13 +34,18 @@ class InvalidIdPolicy:
 
     async def start_refused(self, tx: Transaction, status: AuthorizationStatus) -> None:
         where = f"transaction {tx.transaction_id} on connector {tx.connector_id}"
-        if not self._config.get(keys.STOP_TRANSACTION_ON_INVALID_ID):
-            log.warning("%s: the CSMS answered idTag %s with %s; StopTransactionOnInvalidId is false, "
-                        "so it goes on", where, tx.id_tag, status)
-            return
         running = await self._bus.get(contract.OCPP_TRANSACTION, connector_id=tx.connector_id)
         if running is None or running.session_id != tx.session_id:
             log.info("%s: idTag %s refused (%s) after the transaction ended", where, tx.id_tag, status)
+            return
+        if not self._config.get(keys.STOP_TRANSACTION_ON_INVALID_ID):
+            allowance_wh = self._config.get(keys.MAX_ENERGY_ON_INVALID_ID)
+            log.warning("%s: the CSMS answered idTag %s with %s; StopTransactionOnInvalidId is false, "
+                        "so it goes on with at most %d Wh (MaxEnergyOnInvalidId)", where, tx.id_tag, status,
+                        allowance_wh)
+            await self._bus.set(contract.OCPP_DEAUTHORIZED, Deauthorized(
+                connector_id=tx.connector_id, session_id=tx.session_id, id_tag=tx.id_tag,
+                max_energy_wh=allowance_wh), connector_id=tx.connector_id)
             return
         request = StopRequest(connector_id=tx.connector_id, reason=StopReason.DE_AUTHORIZED)
         try:

@@ -4,7 +4,7 @@ ChangeAvailability is smartw's to decide (contract.AVAILABILITY: it knows whethe
 runs, answers Scheduled then, and keeps the setting in its database so it survives a reboot);
 the StatusNotification follows from the connector state smartw then publishes (status.py).
 A smartw that does not answer in time means Rejected: nothing was changed that we know of.
-Reset: reset.py; UnlockConnector: unlock.py.
+Reset: reset.py; UnlockConnector: unlock.py; DataTransfer: data_transfer.py.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from bus import BusRequestError, contract
 from bus.messages import ChangeAvailabilityRequest
+from workers.ocpp16 import data_transfer
 from workers.ocpp16.handlers.base import HandlerBase
 from workers.ocpp16.unlock import unlock_connector
 
@@ -56,5 +57,14 @@ class CoreHandlers(HandlerBase):
 
     @on(Action.unlock_connector)
     async def on_unlock_connector(self, connector_id: int, **_: Any) -> call_result.UnlockConnector:
-        status = await unlock_connector(self.ctx.bus, self.ctx.settings.connector_ids, connector_id)
+        settings = self.ctx.settings
+        status = await unlock_connector(self.ctx.bus, settings.connector_ids, connector_id,
+                                        settings.lock_connector_ids)
         return call_result.UnlockConnector(status=status)
+
+    @on(Action.data_transfer)
+    async def on_data_transfer(self, vendor_id: str, message_id: str | None = None,
+                               **_: Any) -> call_result.DataTransfer:
+        status, data = await data_transfer.answer(self.ctx.bus, self.ctx.settings.connector_ids, vendor_id,
+                                                  message_id)
+        return call_result.DataTransfer(status=status, data=data)

@@ -29,13 +29,13 @@ class RemoteHandlers(HandlerBase):
                                           **_: Any) -> call_result.RemoteStartTransaction:
         profile = None
         if charging_profile is not None:  # a TxProfile for the transaction this starts (ocpp16.md §2.7)
-            connector_id = await self.ctx.remote.start_target(connector_id)
+            connector_id = await self.ctx.remote.start_target(connector_id, id_tag)
             if connector_id is not None:
                 profile = await self.ctx.smart_charging.remote_start_profile(charging_profile, connector_id)
             if profile is None:
                 return call_result.RemoteStartTransaction(status=RemoteStartStopStatus.rejected)
         if await self.ctx.auth.remote_start_needs_csms(id_tag):
-            target = await self.ctx.remote.start_target(connector_id)
+            target = await self.ctx.remote.start_target(connector_id, id_tag)
             accepted = target is not None
             if target is not None:
                 self.ctx.auth.remote_starts.hold(call_unique_id, id_tag, target)

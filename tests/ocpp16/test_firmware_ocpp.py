@@ -1,0 +1,201 @@
+"""UpdateFirmware and SignedUpdateFirmware, the OCPP side (workers/ocpp16/firmware.py,
+firmware_signing.py): checked, recorded, answered, handed to the FIRMWARE_UPDATE job at the
+retrieve time, and reported honestly: this version cannot download firmware, so the CSMS hears
+DownloadFailed, never a step that did not happen."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from ocpp.exceptions import OCPPError
+from ocpp.v16 import call, call_result
+
+from tests.ocpp16.conftest import CHARGE_POINT_ID
+from tests.support.database import query
+from tests.support.tls import CertificateAuthority, new_key, pem
+from workers.ocpp16.firmware_signing import check_signing_certificate
+from workers.ocpp16.payloads import ocpp_time
+from workers.ocpp16.security.certificates import InvalidCertificate
+from workers.sim.csms import Csms
+
+MANUFACTURER_ROOT = "ManufacturerRootCertificate"
+SIGNATURE = base64.b64encode(b"\x01" * 64).decode()
+NOW = datetime.now(UTC)
+
+
+# ---- the signing certificate (firmware_signing.py) ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def manufacturer() -> CertificateAuthority:
+    return CertificateAuthority.create("Manufacturer Root")
+
+
+def _signer(ca: CertificateAuthority, **options: object) -> x509.Certificate:
+    return ca.issue(new_key().public_key(), "Firmware Signer", **options)  # type: ignore[arg-type]
+
+
+def test_a_signing_certificate_issued_by_an_installed_root_is_trusted(
+        manufacturer: CertificateAuthority) -> None:
+    signer = _signer(manufacturer)
+    assert check_signing_certificate(pem(signer), [manufacturer.certificate], NOW) == signer
+
+
+def test_a_signing_certificate_may_come_with_its_intermediate(manufacturer: CertificateAuthority) -> None:
+    key = new_key()
+    issued = manufacturer.issue(key.public_key(), "Firmware CA", ca=True)
+    intermediate = CertificateAuthority("Firmware CA", key, issued)
+    signer = _signer(intermediate)
+    roots = [manufacturer.certificate]
+    assert check_signing_certificate(pem(signer) + intermediate.pem, roots, NOW) == signer
+    with pytest.raises(InvalidCertificate, match="not issued by an installed"):
+        check_signing_certificate(pem(signer), roots, NOW)  # intermediate missing
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("wrong root", "not issued by an installed ManufacturerRootCertificate"),
+    ("no root", "no ManufacturerRootCertificate is installed"),
+    ("expired", "not valid now"),
+    ("self-signed", "self-signed"),
+    ("garbage", "not a PEM certificate"),
+    ("broken PEM", "unreadable PEM"),
+])
+def test_an_untrusted_signing_certificate_is_refused_saying_why(manufacturer: CertificateAuthority, case: str,
+                                                                reason: str) -> None:
+    other = CertificateAuthority.create("Someone Else")
+    certificate, roots = {
+        "wrong root": (pem(_signer(other)), [manufacturer.certificate]),
+        "no root": (pem(_signer(manufacturer)), []),
+        "expired": (pem(_signer(manufacturer, valid_from=NOW - timedelta(days=100), days=30)),
+                    [manufacturer.certificate]),
+        "self-signed": (manufacturer.pem, [manufacturer.certificate]),
+        "garbage": ("hello", [manufacturer.certificate]),
+        "broken PEM": ("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                       [manufacturer.certificate]),
+    }[case]
+    with pytest.raises(InvalidCertificate, match=reason):
+        check_signing_certificate(certificate, roots, NOW)
+
+
+# ---- over OCPP -------------------------------------------------------------------------------
+
+
+async def _online(csms: Csms, start_ocpp16, start_jobs):
+    process = start_ocpp16(csms.url)
+    start_jobs(process)
+    await csms.wait_for_call("StatusNotification", count=3, timeout_s=20)
+    return process
+
+
+def _recorded(service_db: Path) -> dict:
+    rows = query(service_db, "SELECT value FROM station_ocppstate WHERE name = 'firmware_request'")
+    return json.loads(rows[0]["value"]) if rows else {}
+
+
+def _signed(request_id: int, signing_certificate: str, retrieve_at: datetime) -> call.SignedUpdateFirmware:
+    return call.SignedUpdateFirmware(request_id=request_id, retries=1, retry_interval=0, firmware={
+        "location": "https://updates.example.com/fw-2.1.bin", "retrieveDateTime": ocpp_time(retrieve_at),
+        "signingCertificate": signing_certificate, "signature": SIGNATURE})
+
+
+async def test_update_firmware_is_recorded_and_reported_download_failed_without_faked_steps(
+        csms: Csms, start_ocpp16, start_jobs, service_db: Path) -> None:
+    """OCTT TC_044_2_CS (download failed): empty conf, then DownloadFailed at the retrieve time;
+    no Downloading, Installing or Installed is ever claimed."""
+    await _online(csms, start_ocpp16, start_jobs)
+
+    answer = await csms.send(CHARGE_POINT_ID, call.UpdateFirmware(
+        location="ftp://fw:secret@updates.example.com/fw-2.1.bin", retrieve_date=ocpp_time(datetime.now(UTC)),
+        retries=2, retry_interval=30))
+    assert answer == call_result.UpdateFirmware()  # the empty conf
+    await csms.wait_for_call("FirmwareStatusNotification", timeout_s=20)
+    assert [c.payload for c in csms.calls("FirmwareStatusNotification")] == [{"status": "DownloadFailed"}]
+    recorded = _recorded(service_db)
+    assert (recorded["status"], recorded["done"]) == ("DownloadFailed", True)
+    assert recorded["request"]["attempts"] == 2
+
+    await csms.send(CHARGE_POINT_ID, call.TriggerMessage(requested_message="FirmwareStatusNotification"))
+    await csms.wait_for_call("FirmwareStatusNotification", count=2)
+    assert csms.calls("FirmwareStatusNotification")[-1].payload == {"status": "Idle"}  # nothing in progress
+
+
+async def test_a_request_for_later_waits_for_its_time_even_across_a_restart(
+        csms: Csms, start_ocpp16, start_jobs, service_db: Path) -> None:
+    process = await _online(csms, start_ocpp16, start_jobs)
+    retrieve_at = datetime.now(UTC) + timedelta(seconds=4)
+    await csms.send(CHARGE_POINT_ID, call.UpdateFirmware(location="https://updates.example.com/fw.bin",
+                                                         retrieve_date=ocpp_time(retrieve_at)))
+    assert await process.stopped() == 0
+    assert not csms.calls("FirmwareStatusNotification") and _recorded(service_db)["job_id"] is None
+
+    start_ocpp16(csms.url)
+    reported = await csms.wait_for_call("FirmwareStatusNotification", timeout_s=20)
+    assert reported.payload == {"status": "DownloadFailed"} and reported.at >= retrieve_at
+
+
+async def test_signed_update_checks_the_signing_certificate_against_the_manufacturer_root(
+        csms: Csms, start_ocpp16, start_jobs, manufacturer: CertificateAuthority) -> None:
+    """OCTT TC_080_CS (OCPP side): a certificate of the installed root -> Accepted; one of
+    another root -> InvalidCertificate and the security event InvalidFirmwareSigningCertificate.
+    Then plain UpdateFirmware -> NotSupported (L01.FR.20)."""
+    await _online(csms, start_ocpp16, start_jobs)
+    installed = await csms.send(CHARGE_POINT_ID, call.InstallCertificate(certificate_type=MANUFACTURER_ROOT,
+                                                                         certificate=manufacturer.pem))
+    assert str(installed.status) == "Accepted"
+
+    wrong = await csms.send(CHARGE_POINT_ID, _signed(1, pem(_signer(CertificateAuthority.create("Other"))),
+                                                     datetime.now(UTC)))
+    assert str(wrong.status) == "InvalidCertificate"
+    event = await csms.wait_for_call("SecurityEventNotification", count=2)  # after StartupOfTheDevice
+    assert event.payload["type"] == "InvalidFirmwareSigningCertificate"
+
+    later = await csms.send(CHARGE_POINT_ID, _signed(2, pem(_signer(manufacturer)),
+                                                     datetime.now(UTC) + timedelta(hours=1)))
+    assert str(later.status) == "Accepted"
+    scheduled = await csms.wait_for_call("SignedFirmwareStatusNotification")
+    assert scheduled.payload == {"status": "DownloadScheduled", "requestId": 2}
+    now = await csms.send(CHARGE_POINT_ID, _signed(3, pem(_signer(manufacturer)), datetime.now(UTC)))
+    assert str(now.status) == "AcceptedCanceled"
+    failed = await csms.wait_for_call("SignedFirmwareStatusNotification", count=2, timeout_s=20)
+    assert failed.payload == {"status": "DownloadFailed", "requestId": 3}
+
+    with pytest.raises(OCPPError) as refused:
+        await csms.send(CHARGE_POINT_ID, call.UpdateFirmware(location="https://updates.example.com/fw.bin",
+                                                             retrieve_date=ocpp_time(datetime.now(UTC))))
+    assert refused.value.code == "NotSupported"
+    await csms.send(CHARGE_POINT_ID,
+                    call.ExtendedTriggerMessage(requested_message="FirmwareStatusNotification"))
+    triggered = await csms.wait_for_call("SignedFirmwareStatusNotification", count=3)
+    assert triggered.payload == {"status": "DownloadFailed", "requestId": 3}  # the last status (L01)
+    assert not csms.calls("FirmwareStatusNotification")
+
+
+async def test_bad_firmware_requests_get_a_clear_answer(csms: Csms, start_ocpp16, start_jobs,
+                                                        service_db: Path) -> None:
+    """Also: a damaged record of an earlier request is dropped, not a reason to stop."""
+    query(service_db, "INSERT INTO station_ocppstate (name, value, changed_at) "
+                      "VALUES ('firmware_request', '{\"from\": \"another version\"}', datetime('now'))")
+    await _online(csms, start_ocpp16, start_jobs)
+    for request, code in [
+        (call.UpdateFirmware(location="https://updates.example.com/fw.bin", retrieve_date="soon"),
+         ("FormationViolation", "FormatViolation")),
+        (call.UpdateFirmware(location="sftp://updates.example.com/fw.bin",
+                             retrieve_date=ocpp_time(datetime.now(UTC))), ("PropertyConstraintViolation",)),
+        (call.UpdateFirmware(location="https://updates.example.com/fw.bin",
+                             retrieve_date=ocpp_time(datetime.now(UTC)), retries=-1),
+         ("PropertyConstraintViolation",)),
+    ]:
+        with pytest.raises(OCPPError) as refused:
+            await csms.send(CHARGE_POINT_ID, request)
+        assert refused.value.code in code
+
+    garbage = await csms.send(CHARGE_POINT_ID, _signed(9, "not a certificate", datetime.now(UTC)))
+    assert str(garbage.status) == "InvalidCertificate"  # (no manufacturer root either)
+    assert _recorded(service_db) == {} and not csms.calls("FirmwareStatusNotification")
+    await csms.send(CHARGE_POINT_ID, call.TriggerMessage(requested_message="FirmwareStatusNotification"))
+    assert (await csms.wait_for_call("FirmwareStatusNotification")).payload == {"status": "Idle"}
