@@ -11,6 +11,7 @@ refusal with StopTransactionOnInvalidId true (TC_037_3) is tests/ocpp16/test_aut
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import datetime
 
@@ -24,7 +25,9 @@ from tests.e2e.helpers import sim, status_notification
 from tests.e2e.ocpp_steps import call_after, calls_after, configure, mark, plug_and_swipe
 from tests.support.station import Station
 from tests.support.waiting import async_wait_until
+from workers.rfid.service import REPEAT_WINDOW_S
 from workers.sim.csms import Csms, ReceivedCall
+from workers.sim.rfid_port import SWIPE_HOLD_S
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -32,6 +35,9 @@ ONLINE, UNKNOWN, LISTED, REFUSED = "0A00000021", "0A00000022", "0A00000023", "0A
 TRANSACTION_ACTIONS = ("StartTransaction", "MeterValues", "StopTransaction")
 OFFLINE_SAMPLES = 3  # MeterValues the first session queues while offline, at 1 s each
 ZERO_POWER_W = 50.0  # metering noise
+# The same card is a new presentation only once it has left the reader: the simulated swipe
+# holds it there, then the reader must hear nothing for its repeat window.
+CARD_GONE_S = SWIPE_HOLD_S + REPEAT_WINDOW_S + 0.2
 
 
 @pytest.fixture(autouse=True)
@@ -86,6 +92,7 @@ async def test_offline_sessions_start_stop_and_queue_as_octt_module_15_expects(
         return not station.bus.get(contract.OCPP_LINK).connected
     await async_wait_until(offline, what="the CSMS connection lost")
     await offline_start(station, 1, UNKNOWN)  # TC_039: started and stopped offline
+    await asyncio.sleep(CARD_GONE_S)  # a physical gap, not a wait for a condition
     await sim(station, "swipe", UNKNOWN)
     await connector_state(station, 1, session=False)
     await sim(station, "unplug", "1")

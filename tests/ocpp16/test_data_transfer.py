@@ -115,7 +115,7 @@ async def test_without_a_csms_the_answer_says_offline(bus: Bus, csms: Csms, star
     (["com.example.csms", "--message-id", "m" * 51], "1 to 50 characters"),
     ([""], "1 to 255 characters"),
 ])
-def test_the_command_fails_fast_without_ocpp16_and_refuses_bad_arguments(redis_client, args: list[str],
+def test_the_command_says_when_ocpp16_is_not_running_and_refuses_bad_arguments(redis_client, args: list[str],
                                                                           message: str) -> None:
     with pytest.raises(CommandError, match=message):
         call_command("ocpp", "data-transfer", *args)

@@ -43,6 +43,7 @@ from webapp.env import REPO_ROOT
 from webapp.station.models import ChargingSession
 from workers.common.station_config import StationConfig, load_station_config
 from workers.drivers.controller import ControllerSnapshot, EvState
+from workers.drivers.io_module import IoSnapshot
 from workers.smartw import journal
 from workers.smartw.connector import ActiveSession, ConnectorRuntime, PendingStart
 from workers.smartw.station import StationLogic
@@ -57,9 +58,18 @@ METER_START_WH = 1_000.0
 
 @dataclass
 class RecordingHardware:
-    """The contactors and controller outputs smartw commands, in order."""
+    """The contactors, cable locks and controller outputs smartw commands, in order; a lock's
+    position switch follows its coil at once."""
 
     commands: list[tuple[str, int, bool, float]] = field(default_factory=list)
+
+    async def set_lock(self, connector_id: int, locked: bool) -> None:
+        self.commands.append(("lock", connector_id, locked, 0.0))
+
+    async def read_io(self) -> IoSnapshot:
+        locks = {c[1]: c[2] for c in self.commands if c[0] == "lock"}
+        contactors = {c[1]: c[2] for c in self.commands if c[0] == "contactor"}
+        return IoSnapshot(estop_pressed=False, contactors_closed=contactors, locks_locked=locks)
 
     async def set_output(self, connector_id: int, enabled: bool, power_limit_w: float) -> None:
         self.commands.append(("output", connector_id, enabled, power_limit_w))

@@ -52,11 +52,18 @@ class MemoryHardware:
     world: World
     contactors: dict[int, bool] = field(default_factory=lambda: dict.fromkeys(CONNECTOR_IDS, False))
     outputs_enabled: dict[int, bool] = field(default_factory=lambda: dict.fromkeys(CONNECTOR_IDS, False))
+    locks: dict[int, bool] = field(default_factory=dict)  # a socket's cable lock, its switch as commanded
 
     async def read_io(self) -> IoSnapshot:
         if self.world.lost:
             raise HardwareError("no answer")
-        return replace(self.world.io, contactors_closed=dict(self.contactors))
+        return replace(self.world.io, contactors_closed=dict(self.contactors), lock_coils=dict(self.locks),
+                       locks_locked=dict(self.locks))
+
+    async def set_lock(self, connector_id: int, locked: bool) -> None:
+        if self.world.lost:
+            raise HardwareError("no answer")
+        self.locks[connector_id] = locked
 
     async def poll_imd(self) -> ImdSnapshot | None:
         return None

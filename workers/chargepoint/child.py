@@ -11,9 +11,11 @@ in by the supervisor, so the rules below read as a table:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -151,7 +153,7 @@ class Child:
         if self.process is not None and self.running:
             log.error("%s (pid %s) is hung: no heartbeat; killing it", self.name, self.process.pid)
             self.killed_as_hung = True
-            self.process.kill()
+            self._kill_group()
 
     def terminate(self) -> None:
         """Ask the process to stop (station stopping); it will not be restarted."""
@@ -163,7 +165,15 @@ class Child:
         self.stopped = True
         if self.process is not None and self.running:
             log.warning("%s (pid %s) did not stop in time; killing it", self.name, self.process.pid)
-            self.process.kill()
+            self._kill_group()
+
+    def _kill_group(self) -> None:
+        """SIGKILL the service and every process it started (its own process group, see spawn):
+        a child left alive (e.g. RQ's scheduler) would keep the dead worker's Redis reads open
+        and swallow the next job."""
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
     def rearm(self, now: float) -> None:
         """After a deliberate stop (a restart of the services, restart.py): start again at once."""

@@ -165,7 +165,8 @@ class ConnectorConfig(_Model):
 
 
 class IoModuleConfig(DeviceRef):
-    """The DI/DO module: named inputs, fan outputs (contactor coil and feedback are per connector).
+    """The DI/DO module: named inputs, fan outputs (contactor coil and feedback are per connector,
+    as are a Type 2 socket's cable lock coil and position switch).
 
     layout "bits" (ICP DAS tM/M-7000, Advantech ADAM): outputs are coils (FC01/FC05); inputs are
     discrete inputs (FC02) or, where the module also serves them in the coil table (ICP DAS: DI

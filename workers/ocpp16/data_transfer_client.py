@@ -8,6 +8,7 @@ answer that breaks the schema). The other way is data_transfer.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from ocpp.v16 import call
@@ -21,6 +22,7 @@ from workers.ocpp16.protocol import CallFailure, CsmsCallError, CsmsConnection
 log = logging.getLogger(__name__)
 
 REPLY_MARGIN_S = 1.0  # answer the bus before the caller's OCPP_DATA_TRANSFER timeout
+LINK_WAIT_S = 2.0  # a request made while the link is (re)opening waits this long for it
 
 
 class DataTransferClient:
@@ -30,19 +32,24 @@ class DataTransferClient:
         self._bus = bus
         self._config = config
         self._connection: CsmsConnection | None = None
+        self._linked = asyncio.Event()
 
     async def run(self) -> None:
         await self._bus.serve(contract.OCPP_DATA_TRANSFER, self.send, stop=asyncio.Event())
 
     async def connected(self, connection: CsmsConnection) -> None:
         self._connection = connection
+        self._linked.set()
         try:
             await asyncio.Event().wait()  # until the connection's work is cancelled
         finally:
             if self._connection is connection:
                 self._connection = None
+                self._linked.clear()
 
     async def send(self, request: DataTransferRequest) -> DataTransferReply:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._linked.wait(), LINK_WAIT_S)
         connection = self._connection
         if connection is None or not connection.is_open:
             return DataTransferReply(failure="offline", detail="not connected to the CSMS or not Accepted")

@@ -1,6 +1,10 @@
 """Sends the transaction queue to the CSMS: strictly in order, one message at a time, only
 while connected and Accepted (ocpp16 starts `run()` per connection after registration).
 
+Messages come a `Window` at a time (one query for up to WINDOW_ROWS); each answer is recorded
+(`delivered`, one statement) before the next message goes out. A failed attempt ends the window:
+the queue is read again, so the retry's wait and count come from the database.
+
 The idTagInfo of a StartTransaction or StopTransaction answer goes to the authorizer (cache,
 local list conflicts, a refused idTag on a running transaction: workers/ocpp16/auth)."""
 
@@ -18,7 +22,7 @@ from django.utils import timezone
 from workers.ocpp16.payloads import to_call
 from workers.ocpp16.protocol import CallFailure, CsmsCallError, CsmsConnection
 from workers.ocpp16.txkeys import TransactionKeys
-from workers.ocpp16.txqueue import Outgoing, TransactionQueue, db
+from workers.ocpp16.txqueue import Outgoing, TransactionQueue, Window, db
 
 if TYPE_CHECKING:
     from workers.ocpp16.auth.authorizer import Authorizer
@@ -38,7 +42,7 @@ class QueueSender:
         self._auth = auth
         self._on_change = on_change
         self._wake = asyncio.Event()
-        self._delivering: asyncio.Future[None] | None = None
+        self._delivering: asyncio.Future[bool] | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -48,19 +52,24 @@ class QueueSender:
         await self._settle_previous()
         while True:
             self._wake.clear()
-            head = await db(self._queue.head)
-            if head is None:
+            window = await db(self._queue.window)
+            if not window:
                 await self._sleep(IDLE_CHECK_S)
                 continue
+            await self._send_window(connection, window)
+            await self._on_change()
+
+    async def _send_window(self, connection: CsmsConnection, window: Window) -> None:
+        """Send the window's messages in order; stop at the first one that failed."""
+        while (head := window.next()) is not None:
             wait_s = head.wait_s(timezone.now())
             if wait_s > 0:
                 await self._sleep(wait_s, wakeable=False)
-                continue
             # Shielded: cancelling the sender (connection lost, service stopping) must not lose
             # an answer already received; the next run() waits for this delivery to settle.
-            self._delivering = asyncio.ensure_future(self._deliver(connection, head))
-            await asyncio.shield(self._delivering)
-            await self._on_change()
+            self._delivering = asyncio.ensure_future(self._deliver(connection, window, head))
+            if not await asyncio.shield(self._delivering):
+                return
 
     async def _settle_previous(self) -> None:
         delivering, self._delivering = self._delivering, None
@@ -78,13 +87,16 @@ class QueueSender:
         with contextlib.suppress(TimeoutError):  # a timeout = the periodic re-check of the queue
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
 
-    async def _deliver(self, connection: CsmsConnection, head: Outgoing) -> None:
+    async def _deliver(self, connection: CsmsConnection, window: Window, head: Outgoing) -> bool:
+        """Send `head` once; True when it is settled (delivered or given up), False when it
+        waits for a retry."""
         try:
             request = to_call(head.action, head.payload)
         except TypeError as error:  # a stored payload that no longer fits the message
             log.error("%s #%s is malformed and is dropped: %s", head.action, head.row_id, error)
             await db(self._queue.failed_attempt, head.row_id, f"malformed: {error}", final=True)
-            return
+            window.given_up(head)
+            return True
         try:
             result = await connection.call(request)
         except CsmsCallError as error:
@@ -93,12 +105,16 @@ class QueueSender:
             given_up = await db(self._queue.failed_attempt, head.row_id, str(error))
             log.warning("%s #%s attempt %d failed (%s)%s", head.action, head.row_id, head.attempts + 1,
                         error, "; given up" if given_up else "; will retry")
-            return
-        tx = await db(self._queue.delivered, head.row_id, dataclasses.asdict(result))
+            if given_up:
+                window.given_up(head)
+            return given_up
+        tx = await db(self._queue.delivered, head, dataclasses.asdict(result))
+        window.delivered(head, None if tx is None else tx.transaction_id)
         log.info("%s #%s delivered%s", head.action, head.row_id,
                  f" (transactionId {tx.transaction_id})" if tx else "")
-        if tx is not None:
+        if tx is not None and tx.stopped_at is None:  # a replayed session that ended has no key
             await self._keys.refresh(tx.session_id)
         id_tag = head.payload.get("idTag")
         if id_tag:
             await self._auth.transaction_answered(id_tag, getattr(result, "id_tag_info", None), tx)
+        return True

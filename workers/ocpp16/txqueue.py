@@ -3,21 +3,29 @@
 StartTransaction, periodic MeterValues and StopTransaction are rows of `OutboxMessage`, sent
 one at a time in `id` order, so a CSMS outage or a restart of ocpp16 loses nothing and keeps
 the order. A message of a session whose transactionId is not known yet simply waits behind its
-StartTransaction; when StartTransaction.conf arrives, its transactionId is written into the
-session's later queued messages. A StartTransaction that can never be delivered leaves the
-later messages with transactionId -1, as errata 3.18 asks.
+StartTransaction; the transactionId is filled in when the message is read for sending, from the
+session's `Transaction` row that StartTransaction.conf updates (one place holds it, so a restart
+at any moment finds it). A StartTransaction that can never be delivered leaves the later
+messages with transactionId -1, as errata 3.18 asks.
 
 Failures (timeout, CALLERROR) are retried after `retry_interval * attempts so far` until
 `attempts` is reached; then the message is kept as FAILED and the queue moves on. A delivered
-message is never sent again. Every method here is synchronous ORM code: call it through
-`db()`, which runs it on Django's one sync thread (writes are serialised, no SQLite contention).
+message is never sent again.
+
+Why a `Window`: a replay after an outage (thousands of messages) must not cost several ORM
+queries per message. The sender reads the next WINDOW_ROWS pending messages in one query and
+settles each with one statement (`delivered`: one UPDATE, committed before the next message
+goes out, so a kill -9 at any moment repeats at most the one message whose answer had not been
+recorded yet). Every method here is synchronous ORM code: call it through `db()`, which runs it
+on Django's one sync thread (writes are serialised, no SQLite contention).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
@@ -35,6 +43,7 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 UNDELIVERABLE_TRANSACTION_ID = -1  # errata 3.18: the StartTransaction never got through
+WINDOW_ROWS = 100  # pending messages read in one query
 State = OutboxMessage.State
 Lane = OutboxMessage.Lane
 
@@ -46,7 +55,7 @@ async def db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """The head of the queue, ready to send (transactionId filled in)."""
+    """A pending message as read from the queue (transactionId filled in where it was known)."""
 
     row_id: int
     action: str
@@ -55,8 +64,56 @@ class Outgoing:
     attempts: int
     not_before: datetime | None
 
+    @property
+    def lacks_transaction_id(self) -> bool:
+        return needs_transaction_id(self.action, self.session_id) and self.payload.get(TRANSACTION_ID) is None
+
+    def with_transaction_id(self, transaction_id: int) -> Outgoing:
+        return replace(self, payload={**self.payload, TRANSACTION_ID: transaction_id})
+
     def wait_s(self, now: datetime) -> float:
         return 0.0 if self.not_before is None else max(0.0, (self.not_before - now).total_seconds())
+
+
+class Window:
+    """The next pending messages, in order. A StartTransaction answered (or given up) while the
+    window is sent is `settle`d here, so its session's later messages in the window get the
+    transactionId without reading the database again."""
+
+    def __init__(self, messages: Iterable[Outgoing]) -> None:
+        self._messages = deque(messages)
+        self._settled: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def next(self) -> Outgoing | None:
+        """The next message to send, ready for the wire; None when the window is used up."""
+        if not self._messages:
+            return None
+        message = self._messages[0]
+        if not message.lacks_transaction_id:
+            return message
+        known = self._settled.get(message.session_id)
+        if known is None:
+            log.error("%s #%s: no StartTransaction queued for session %s; sending transactionId %s",
+                      message.action, message.row_id, message.session_id, UNDELIVERABLE_TRANSACTION_ID)
+            known = UNDELIVERABLE_TRANSACTION_ID
+        return message.with_transaction_id(known)
+
+    def delivered(self, message: Outgoing, transaction_id: int | None) -> None:
+        """`message` (the one `next()` gave) was answered; a StartTransaction with the
+        transactionId its session's later messages carry."""
+        self._messages.popleft()
+        if transaction_id is not None:
+            self._settled[message.session_id] = transaction_id
+
+    def given_up(self, message: Outgoing) -> None:
+        """`message` will never be delivered; after a StartTransaction, its session's later
+        messages carry transactionId -1 (errata 3.18)."""
+        self._messages.popleft()
+        if message.action == Action.start_transaction:
+            self._settled[message.session_id] = UNDELIVERABLE_TRANSACTION_ID
 
 
 class TransactionQueue:
@@ -132,12 +189,22 @@ class TransactionQueue:
                                      response={"error": problem} if problem else None)
 
     def _known_transaction_id(self, session_id: str) -> int | None:
-        tx = Transaction.objects.filter(session_id=session_id).first()
-        if tx is not None and tx.transaction_id is not None:
-            return tx.transaction_id
-        start_failed = OutboxMessage.objects.filter(session_id=session_id, action=Action.start_transaction,
-                                                    state=State.FAILED).exists()
-        return UNDELIVERABLE_TRANSACTION_ID if start_failed else None
+        return self._known_transaction_ids([session_id]).get(session_id)
+
+    @staticmethod
+    def _known_transaction_ids(session_ids: Iterable[str]) -> dict[str, int]:
+        """The transactionId of each session that has one: the CSMS's, or -1 when its
+        StartTransaction was given up; sessions still waiting for theirs are left out."""
+        wanted = set(session_ids)
+        if not wanted:
+            return {}
+        known = dict(Transaction.objects.filter(session_id__in=wanted, transaction_id__isnull=False)
+                     .values_list("session_id", "transaction_id"))
+        given_up = (OutboxMessage.objects.filter(session_id__in=wanted - known.keys(), state=State.FAILED,
+                                                 action=Action.start_transaction)
+                    .values_list("session_id", flat=True))
+        known.update(dict.fromkeys(given_up, UNDELIVERABLE_TRANSACTION_ID))
+        return known
 
     # ---- reading --------------------------------------------------------------------------
 
@@ -147,36 +214,30 @@ class TransactionQueue:
     def pending_count(self) -> int:
         return OutboxMessage.objects.filter(lane=Lane.TRANSACTION, state=State.PENDING).count()
 
-    def head(self) -> Outgoing | None:
-        """The oldest pending message; by order its StartTransaction is already settled."""
-        row = OutboxMessage.objects.filter(lane=Lane.TRANSACTION, state=State.PENDING).order_by("id").first()
-        if row is None:
-            return None
-        payload = dict(row.payload)
-        if needs_transaction_id(row.action, row.session_id) and payload.get(TRANSACTION_ID) is None:
-            known = self._known_transaction_id(row.session_id)
-            if known is None:
-                log.error("%s #%s: no StartTransaction queued for session %s; sending transactionId %s",
-                          row.action, row.pk, row.session_id, UNDELIVERABLE_TRANSACTION_ID)
-                known = UNDELIVERABLE_TRANSACTION_ID
-            payload[TRANSACTION_ID] = known
-        return Outgoing(row.pk, row.action, payload, row.session_id, row.attempts, row.next_attempt_at)
+    def window(self, limit: int = WINDOW_ROWS) -> Window:
+        """The oldest `limit` pending messages in one query; by order, each one's
+        StartTransaction is settled already or comes before it in the window."""
+        rows = (OutboxMessage.objects.filter(lane=Lane.TRANSACTION, state=State.PENDING).order_by("id")
+                .values_list("id", "action", "payload", "session_id", "attempts", "next_attempt_at")[:limit])
+        messages = [Outgoing(*row) for row in rows]
+        known = self._known_transaction_ids(m.session_id for m in messages if m.lacks_transaction_id)
+        return Window(m.with_transaction_id(known[m.session_id])
+                      if m.lacks_transaction_id and m.session_id in known else m for m in messages)
 
     # ---- outcomes --------------------------------------------------------------------------
 
-    def delivered(self, row_id: int, response: dict[str, Any]) -> Transaction | None:
-        """Mark sent; for StartTransaction store the transactionId and fill it into the session's
-        later messages. Returns that Transaction (None for other actions)."""
+    def delivered(self, message: Outgoing, response: dict[str, Any]) -> Transaction | None:
+        """Mark sent (one UPDATE); for StartTransaction also store the transactionId. Returns
+        that Transaction (None for other actions)."""
+        sent = OutboxMessage.objects.filter(pk=message.row_id)
+        if message.action != Action.start_transaction:
+            sent.update(state=State.DELIVERED, response=response, delivered_at=timezone.now())
+            return None
         with transaction.atomic():
-            row = OutboxMessage.objects.get(pk=row_id)
-            row.state, row.response, row.delivered_at = State.DELIVERED, response, timezone.now()
-            row.save(update_fields=["state", "response", "delivered_at"])
-            if row.action != Action.start_transaction:
-                return None
-            tx = Transaction.objects.get(session_id=row.session_id)
+            sent.update(state=State.DELIVERED, response=response, delivered_at=timezone.now())
+            tx = Transaction.objects.get(session_id=message.session_id)
             tx.transaction_id = int(response["transaction_id"])
             tx.save(update_fields=["transaction_id"])
-            self._fill_transaction_id(row.session_id, tx.transaction_id)
         return tx
 
     def failed_attempt(self, row_id: int, error: str, *, final: bool = False) -> bool:
@@ -191,13 +252,4 @@ class TransactionQueue:
             else:
                 row.next_attempt_at = timezone.now() + timedelta(seconds=self.retry_interval_s * row.attempts)
             row.save(update_fields=["attempts", "response", "state", "next_attempt_at"])
-            if give_up and row.action == Action.start_transaction:
-                self._fill_transaction_id(row.session_id, UNDELIVERABLE_TRANSACTION_ID)
         return give_up
-
-    def _fill_transaction_id(self, session_id: str, transaction_id: int) -> None:
-        later = OutboxMessage.objects.filter(session_id=session_id, state=State.PENDING).exclude(
-            action=Action.start_transaction)
-        for row in later:
-            row.payload = {**row.payload, TRANSACTION_ID: transaction_id}
-            row.save(update_fields=["payload"])

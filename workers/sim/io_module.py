@@ -279,13 +279,15 @@ class SimIoModule(HasFaults):
         return None
 
     def _schedule_settle(self) -> None:
-        """Settle now (note the coil change) and once the contacts have had time to move."""
+        """Settle now (note the coil change) and once the contacts have had time to move; once
+        more a delay later, as the first settle notes the change a little after the write."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return  # not serving yet: the first tick settles
         loop.call_soon(self._spawn_settle)
         loop.call_later(self._delay_s, self._spawn_settle)
+        loop.call_later(2 * self._delay_s, self._spawn_settle)
 
     def _spawn_settle(self) -> None:
         if self._server is None:

@@ -19,7 +19,8 @@ session ended with its EV side disconnected. Such a cable opens when the session
 presented at the reader (`release_for_card`) or on UnlockConnector. While a session waits for its
 EV (StopTransactionOnEVSideDisconnect false, SuspendedEV) the lock stays closed, unless
 UnlockConnectorOnEVSideDisconnect is true: then it opens, and closes again (before the contactor)
-when an EV is plugged back in.
+when an EV is plugged back in. Holds live in smartw's memory: stopping smartw opens every lock
+whose contactor reads open, and the IO driver's first write at start opens them too.
 
 Supervision: the switch must follow the coil within the timeout. A lock that does not close, or
 comes open by itself, is a fault (ConnectorLockFailure, `lock_failure`) until the EV leaves; a
@@ -131,11 +132,11 @@ class CableLocks:
         return UnlockReply(status=UnlockStatus.UNLOCKED if unlocked else UnlockStatus.UNLOCK_FAILED)
 
     async def _unlock(self, connector: ConnectorRuntime) -> bool:
+        """Open the lock once the contactor reads open (its contacts may still be moving)."""
+        if not await self._seen(connector.id, lambda io: not _live(connector.id, io)):
+            log.error("connector %s: contactor reads closed; the socket is not unlocked", connector.id)
+            return False
         try:
-            io = await self._hardware.read_io()
-            if _live(connector.id, io):
-                log.error("connector %s: contactor reads closed; the socket is not unlocked", connector.id)
-                return False
             await self._command(connector.id, False)
         except HardwareError as error:
             log.error("connector %s: cannot unlock: %s", connector.id, error)
@@ -159,19 +160,21 @@ class CableLocks:
     # ---- every control cycle -------------------------------------------------------------
 
     async def follow(self, io: IoSnapshot | None) -> None:
-        """Judge every lock against its switch and open those no session needs (IO lost: what
-        was known stands, nothing is commanded)."""
+        """Judge every lock against its switch and open those no session needs (IO lost, or a
+        lock the snapshot does not show: what was known stands, nothing is commanded)."""
         if io is None:
             return
         now = self._clock()
         for connector in self._connectors.values():
+            if connector.id not in io.locks_locked:
+                continue
             self._judge(connector, io, now)
             if self._unneeded(connector, io):
                 await self._command_quietly(connector.id, False)
 
     def _judge(self, connector: ConnectorRuntime, io: IoSnapshot, now: float) -> None:
-        state, locked = self._states[connector.id], io.locks_locked.get(connector.id)
-        if locked is None or state.commanded is None:
+        state, locked = self._states[connector.id], io.locks_locked[connector.id]
+        if state.commanded is None:
             return
         if locked == state.commanded:
             if state.failed_locking and connector.plugged:
@@ -207,13 +210,17 @@ class CableLocks:
 
     async def _reaches(self, connector_id: int, locked: bool) -> bool:
         """Whether the position switch reports `locked` within the timeout."""
+        return await self._seen(connector_id, lambda io: io.locks_locked.get(connector_id) is locked)
+
+    async def _seen(self, connector_id: int, condition: Callable[[IoSnapshot], bool]) -> bool:
+        """Whether an IO poll shows `condition` within the lock timeout."""
         deadline = self._clock() + self._timeout_s
         while True:
             try:
-                if (await self._hardware.read_io()).locks_locked.get(connector_id) is locked:
+                if condition(await self._hardware.read_io()):
                     return True
             except HardwareError as error:
-                log.warning("connector %s: cable lock switch not read: %s", connector_id, error)
+                log.warning("connector %s: IO module not read: %s", connector_id, error)
             if self._clock() >= deadline:
                 return False
             await asyncio.sleep(POLL_S)

@@ -6,9 +6,10 @@ streams contract.CONNECTOR_CHANGES, contract.STATION_CHANGES, contract.SESSIONS,
 contract.AUTH_RESULTS; commands contract.START, contract.STOP, contract.AVAILABILITY,
 contract.FREE_MODE and contract.UNLOCK; the ChargingSession, SessionEvent and RuntimeSettings
 tables (their only writer).
-Requires: stream contract.CARDS (rfid), keys contract.METER (counters), contract.OCPP_LIMIT and
-contract.RESERVATIONS (ocpp16) and contract.OPERATOR_LIMIT (webapp), command contract.AUTHORIZE
-(ocpp16);
+Requires: stream contract.CARDS (rfid), keys contract.METER (counters), contract.OCPP_LIMIT,
+contract.RESERVATIONS, contract.SESSION_RULES, contract.OCPP_TRANSACTION and
+contract.OCPP_DEAUTHORIZED (ocpp16) and contract.OPERATOR_LIMIT (webapp), command
+contract.AUTHORIZE (ocpp16);
 station.toml io_module, connectors, station limits, power_modules with their links, allocation;
 the IO module and charge controllers on their buses, the power modules on CAN.
 """

@@ -3,8 +3,9 @@
 from the cache, that the CSMS no longer accepts (OCTT TC_037_2, TC_037_3).
 
 StopTransactionOnInvalidId=true: smartw is asked to stop that session (contract.STOP, reason
-DeAuthorized), if it still runs; its StopTransaction then follows like any other. (The cable
-would stay locked until the same idTag or its group is presented; no connector here has a lock.)
+DeAuthorized), if it still runs; its StopTransaction then follows like any other. A Type 2
+socket with a cable lock keeps the cable locked until that idTag is presented again or
+UnlockConnector comes (workers/smartw/cable_lock.py).
 StopTransactionOnInvalidId=false: the transaction goes on, but its energy stops once the session
 has delivered MaxEnergyOnInvalidId Wh (0: at once): contract.OCPP_DEAUTHORIZED names the session
 and the allowance, smartw withholds power past it and shows SuspendedEVSE

@@ -24,6 +24,7 @@ from bus.service import REDIS_ERRORS
 from webapp.station.management.cli import NOT_DONE
 
 OCPP16 = "ocpp16"  # the service that serves contract.OCPP_DATA_TRANSFER
+NOT_RUNNING_WAIT_S = 3.0
 VENDOR_ID_MAX = 255
 MESSAGE_ID_MAX = 50
 
@@ -62,15 +63,17 @@ class Command(BaseCommand):
 
 
 async def _ask(request: DataTransferRequest) -> DataTransferReply:
+    """The reply; without ocpp16's heartbeat only a short wait (no need to wait for the CSMS's
+    timeout when nobody serves the command, and a lapsed heartbeat is no proof it is down)."""
     bus = Bus("manage.ocpp")
+    running = False
     try:
-        if await bus.get(contract.HEARTBEAT, service=OCPP16) is None:  # fail fast, not after the timeout
-            raise CommandError("ocpp16 is not running (`manage.py chargepoint` starts it)",
-                               returncode=NOT_DONE)
-        return await bus.request(contract.OCPP_DATA_TRANSFER, request)
+        running = await bus.get(contract.HEARTBEAT, service=OCPP16) is not None
+        return await bus.request(contract.OCPP_DATA_TRANSFER, request,
+                                 timeout_s=None if running else NOT_RUNNING_WAIT_S)
     except BusRequestError as error:
-        raise CommandError(f"ocpp16 did not answer: {error} (is ocpp16 running? `manage.py chargepoint` "
-                           "starts it)", returncode=NOT_DONE) from error
+        hint = "" if running else "; ocpp16 is not running (`manage.py chargepoint` starts it)"
+        raise CommandError(f"ocpp16 did not answer: {error}{hint}", returncode=NOT_DONE) from error
     except REDIS_ERRORS as error:
         raise CommandError(f"cannot reach the bus (Redis): {error}", returncode=NOT_DONE) from error
     finally:
