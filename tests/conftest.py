@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.support.station",
     "tests.support.jobs_service",
     "tests.support.upload_server",
+    "tests.support.ftp_server",
 ]
 
 

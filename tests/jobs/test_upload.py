@@ -1,6 +1,6 @@
 """Uploads to a real HTTP server (workers/jobs/upload.py) and the DIAGNOSTICS_UPLOAD and
 FIRMWARE_UPDATE jobs through RQ (an in-process worker on the test Redis), with the steps they
-report on the bus. FTP is not tested here: no FTP server package is installed (pyftpdlib)."""
+report on the bus. FTP uploads are tested in test_upload_ftp.py (a real pyftpdlib server)."""
 
 from __future__ import annotations
 
