@@ -55,6 +55,7 @@ async def test_hmi_start_then_card_then_hmi_stop(csms: Csms, station: Station,
 
 
 async def test_remote_start_and_remote_stop_from_the_csms(csms: Csms, station: Station) -> None:
+    """OCTT TC_010 (remote start, cable plugged in first) and TC_012 (remote stop, reason Remote)."""
     await sim(station, "plug", "2", "--soc", "50")
     await status_notification(csms, 2, "Preparing")
     assert await csms.remote_start(CHARGE_POINT_ID, "REMOTE-TAG", connector_id=2) == "Accepted"

@@ -20,6 +20,7 @@ def connector(connector_id: int, status: ConnectorStatus, **fields) -> Connector
 
 async def test_boot_is_followed_by_status_of_connector_0_and_every_connector(
         bus: Bus, csms: Csms, start_ocpp16) -> None:
+    """OCTT TC_001 (cold boot): Accepted, then StatusNotification of connector 0 and of each one."""
     await bus.set(contract.STATION, StationState(status=ConnectorStatus.AVAILABLE, estop=False,
                                                  io_online=True))
     await bus.set(contract.CONNECTOR, connector(1, ConnectorStatus.AVAILABLE), connector_id=1)
@@ -59,6 +60,7 @@ async def test_status_notification_only_when_status_or_error_changes(
 
 
 async def test_heartbeat_at_the_interval_the_csms_gave(csms: Csms, start_ocpp16) -> None:
+    """OCTT TC_001: Heartbeat at the interval of the Accepted BootNotification.conf."""
     csms.behaviour.heartbeat_interval_s = 1
     start_ocpp16(csms.url)
     await csms.wait_for_call("Heartbeat", count=2, timeout_s=10)
@@ -68,6 +70,7 @@ async def test_heartbeat_at_the_interval_the_csms_gave(csms: Csms, start_ocpp16)
 
 async def test_pending_registration_retries_boot_after_the_interval_and_sends_nothing_else(
         bus: Bus, csms: Csms, start_ocpp16) -> None:
+    """OCTT TC_002 (cold boot, Pending): nothing but BootNotification until Accepted."""
     csms.behaviour.registration = RegistrationStatus.pending
     csms.behaviour.heartbeat_interval_s = 1
     start_ocpp16(csms.url)

@@ -59,6 +59,8 @@ async def _online(csms: Csms, start_ocpp16) -> None:
 
 async def test_remote_start_asks_smartw_and_answers_with_its_result(
         bus: Bus, csms: Csms, smartw: FakeSmartw, start_ocpp16) -> None:
+    """OCTT TC_026 (remote start Rejected when the station refuses), TC_027 (connectorId 0 is
+    Rejected, never asked of smartw)."""
     await bus.set(contract.CONNECTOR, ConnectorState(connector_id=1, standard=Standard.CCS,
                                                      status=ConnectorStatus.CHARGING), connector_id=1)
     await bus.set(contract.CONNECTOR, ConnectorState(connector_id=2, standard=Standard.TYPE2,
@@ -85,6 +87,7 @@ async def test_remote_start_is_rejected_when_smartw_does_not_answer(
 
 async def test_remote_stop_finds_the_connector_of_the_transaction(
         bus: Bus, csms: Csms, smartw: FakeSmartw, start_ocpp16) -> None:
+    """OCTT TC_028 (remote stop of an unknown transaction is Rejected) and TC_012."""
     await _online(csms, start_ocpp16)
     await bus.publish(contract.SESSIONS, SessionStarted(session_id="s-9", connector_id=2, id_tag="CARD9",
                                                         meter_start_wh=0))
