@@ -105,7 +105,8 @@ async def test_sessions_start_and_stop_as_octt_modules_02_and_03_expect(
     assert calls_after(csms, since, "StartTransaction") == []
     await configure(csms, "ConnectionTimeOut", "60")
 
-    # RemoteStart without connectorId: the connector reserved for its idTag, not the first free one.
+    # TC_011_1_CS (remote start first, then the plug) with RemoteStart without connectorId: the
+    # connector reserved for its idTag, not the first free one.
     expiry = (utcnow() + timedelta(minutes=10)).isoformat()
     reserve = call.ReserveNow(connector_id=3, expiry_date=expiry, id_tag=REMOTE_TAG, reservation_id=31)
     assert str((await csms.send(CHARGE_POINT_ID, reserve)).status) == "Accepted"

@@ -286,7 +286,7 @@ async def test_free_mode_does_not_start_on_a_connector_reserved_for_another(
 async def test_an_idtag_of_the_reservations_group_starts_after_authorize_tells_its_group(
         bus: Bus, book: ReservationBook, requests: Requests, csms: Ocpp16Authorize,
         connectors: dict[int, ConnectorRuntime]) -> None:
-    """OCTT TC_053_CS (remote and card): a remote start needs no Authorize, except where only
+    """OCTT TC_053_1_CS (card) and TC_053_2_CS (remote): a remote start needs no Authorize, except where only
     the idTag's group (parentIdTag) can admit it."""
     await publish(bus, book, hold(7, 1, parent=GROUP.lower()))
 

@@ -9,9 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from pyftpdlib.authorizers import DummyAuthorizer
-from pyftpdlib.handlers import FTPHandler
-from pyftpdlib.servers import ThreadedFTPServer
 
 USER, PASSWORD = "diag", "s3cret"
 
@@ -27,6 +24,16 @@ class FtpServer:
 
 @pytest.fixture
 def ftp_server(tmp_path: Path) -> Iterator[FtpServer]:
+    # Imported here, not at plugin load: pyftpdlib still builds on asyncore/asynchat, whose
+    # deprecation warnings would otherwise show in every test session.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from pyftpdlib.authorizers import DummyAuthorizer
+        from pyftpdlib.handlers import FTPHandler
+        from pyftpdlib.servers import ThreadedFTPServer
+
     root = tmp_path / "ftp"
     (root / "uploads").mkdir(parents=True)
     authorizer = DummyAuthorizer()
