@@ -138,7 +138,7 @@ async def ocpp_figures(raw_echo_s: list[float]) -> Figures:
 
     async def connect(csms: Csms) -> tuple[CsmsConnection, asyncio.Task[None]]:
         ws = await open_connection(TransportSettings(csms.url, CHARGE_POINT_ID, ping_interval_s=None))
-        connection = CsmsConnection(frame_log.wrap(OcppSocket(ws)), CHARGE_POINT_ID, ctx, 30.0)
+        connection = CsmsConnection(frame_log.wrap(OcppSocket(ws)), CHARGE_POINT_ID, ctx, lambda: 30.0)
         return connection, asyncio.create_task(connection.receive())
 
     async with Csms(port=0, behaviour=CsmsBehaviour(heartbeat_interval_s=3600)) as csms:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -12,7 +11,6 @@ from websockets.asyncio.server import serve
 from bus.enums import StopReason
 from bus.messages import SessionStarted, SessionStopped
 from workers.ocpp16 import payloads
-from workers.ocpp16.protocol import StationChargePoint, unroutable_call_error
 from workers.ocpp16.settings import Ocpp16Settings, SettingsError
 from workers.ocpp16.wsconnect import Backoff, TransportError, TransportSettings, open_connection, redact
 
@@ -75,20 +73,6 @@ def test_endpoint_percent_encodes_the_id_and_logs_hide_credentials() -> None:
     settings = TransportSettings("ws://user:secret@csms.example:8080/ocpp/", "RDAM 123/A")
     assert settings.endpoint == "ws://user:secret@csms.example:8080/ocpp/RDAM%20123%2FA"
     assert redact(settings.endpoint) == "ws://csms.example:8080/ocpp/RDAM%20123%2FA"
-
-
-def test_calls_without_handler_get_the_ocpp_j_error_codes() -> None:
-    charge_point = StationChargePoint("CP", None, None, 5)  # type: ignore[arg-type]
-
-    def code(frame: str) -> str | None:
-        answer = unroutable_call_error(frame, charge_point)
-        return None if answer is None else json.loads(answer)[2]
-
-    assert code('[2,"1","FooBar",{}]') == "NotImplemented"  # not a 1.6 action
-    # a charge point's own action, sent to it: known to 1.6, never handled here
-    assert code('[2,"2","StartTransaction",{"connectorId":1}]') == "NotSupported"
-    assert code('[2,"3","RemoteStartTransaction",{"idTag":"A"}]') is None  # routed to the handler
-    assert code("not json") is None and code('[3,"4",{}]') is None
 
 
 async def test_a_server_that_does_not_select_ocpp16_is_refused() -> None:

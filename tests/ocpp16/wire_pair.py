@@ -77,7 +77,7 @@ async def wire_pair(bus: Bus, response_timeout_s: float = ANSWER_TIMEOUT_S) -> A
                                                          ping_interval_s=None))
         csms_end = await asyncio.wait_for(ends.get(), ANSWER_TIMEOUT_S)
         connection = CsmsConnection(OcppSocket(client), CHARGE_POINT_ID, station_context(bus),
-                                    response_timeout_s)
+                                    lambda: response_timeout_s)
         receiving = asyncio.create_task(connection.receive())
         try:
             yield WirePair(csms_end, connection, receiving)

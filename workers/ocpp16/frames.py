@@ -15,6 +15,10 @@ every CALLRESULT on to whichever `call()` waits next. protocol.py reads each fra
 - `well_formed_answer`: a CALLRESULT/CALLERROR the library can digest (`null` payload as `{}`,
   a CALLERROR short of elements filled in), so a waiting `call()` fails at once with a
   CALLERROR instead of waiting for its timeout.
+- `answer_violation`: why a CALLRESULT breaks the response schema of the CALL it answers.
+  protocol.py checks our own CALLs and their answers here, inline, instead of letting the
+  library check them on a worker thread: a thread hop per check costs more than the check of
+  these small payloads, twice per CALL (ocpp16.md §6.1).
 
 Message ids longer than the 36 characters OCPP-J allows are accepted and echoed: refusing
 them would only cut the charge point off from a CSMS that uses longer ones.
@@ -132,12 +136,33 @@ def schema_violation(action: str, payload: Any) -> Rejection | None:
                      f"{action}: {error.message}"[:MAX_DESCRIPTION_CHARS], {"field": error.json_path})
 
 
+def answer_payload(answer: Incoming) -> Any:
+    """A CALLRESULT's payload, `null` or missing read as `{}`."""
+    elements = answer.elements
+    return elements[2] if len(elements) > 2 and elements[2] is not None else {}
+
+
+@functools.cache
+def response_validator(action: str) -> Draft4Validator:
+    """The validator of an action's 1.6 response schema (the answers a CSMS gives to the CALLs a
+    charge point sends: none of them has a `multipleOf`, so floats parse as floats)."""
+    with open(SCHEMAS / f"{action}Response.json", encoding="utf-8-sig") as schema:
+        return Draft4Validator(json.load(schema))
+
+
+def answer_violation(action: str, payload: Any) -> str | None:
+    """Why `payload`, the CALLRESULT to our `action`, breaks its 1.6 schema; None if valid."""
+    error = best_match(response_validator(action).iter_errors(payload))
+    if error is None:
+        return None
+    return f"{action}.conf breaks the schema at {error.json_path}: {error.message}"[:MAX_DESCRIPTION_CHARS]
+
+
 def well_formed_answer(answer: Incoming) -> str:
     """The CALLRESULT/CALLERROR as a frame the library parses; the text itself if it already is."""
     elements = answer.elements
     if answer.message_type is MessageType.CALLRESULT:
-        payload = elements[2] if len(elements) > 2 and elements[2] is not None else {}
-        fixed: list[Any] = [MessageType.CALLRESULT, answer.unique_id, payload]
+        fixed: list[Any] = [MessageType.CALLRESULT, answer.unique_id, answer_payload(answer)]
     else:
         padded = [*elements[2:CALLERROR_ELEMENTS], *[None] * CALLERROR_ELEMENTS][:CALLERROR_ELEMENTS - 2]
         code, description, details = padded

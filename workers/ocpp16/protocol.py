@@ -14,7 +14,11 @@ Library limits handled here (ocpp16.md §6.2, §6.3):
   CALLERROR raised anywhere carries a code OCPP-J 1.6 defines (FormationViolation ...);
 - a CALLRESULT/CALLERROR reaches the library only if a `call()` waits for that very id: a late,
   duplicate or unknown answer is logged and dropped instead of being taken by the next call;
-- a CALL still waiting when the socket drops fails at once instead of at the response timeout.
+- a CALL still waiting when the socket drops fails at once instead of at the response timeout;
+- the response timeout is the library's only per ChargePoint, fixed when it is built: `call()`
+  applies MessageTimeout itself, read for each CALL, so a change counts from the next one;
+- our CALLs and their answers are checked against the schemas here, inline (frames.py), and the
+  library is told to skip its checks, which run on a worker thread and cost more than they check.
 Handlers never call the CSMS themselves (no re-entrancy): follow-up CALLs go from tasks.
 """
 
@@ -23,13 +27,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError, ValidationError
+from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
+from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError
 
 from workers.ocpp16.error_codes import CallErrorCode, call_error_frame, in_1_6_spelling
-from workers.ocpp16.frames import Incoming, MessageType, Rejection, check_call, read, well_formed_answer
+from workers.ocpp16.frames import (
+    Incoming,
+    MessageType,
+    Rejection,
+    answer_payload,
+    answer_violation,
+    check_call,
+    read,
+    schema_violation,
+    well_formed_answer,
+)
 from workers.ocpp16.handlers.configuration import ConfigurationHandlers
 from workers.ocpp16.handlers.core import CoreHandlers
 from workers.ocpp16.handlers.firmware import FirmwareHandlers
@@ -49,6 +66,7 @@ _library_log = logging.getLogger(f"{__name__}.library")
 _library_log.setLevel(logging.WARNING)  # the library logs each frame at INFO; OcppSocket logs them at DEBUG
 
 ANSWER_GRACE_S = 0.5  # after a close, time for an answer already read to be processed
+LIBRARY_RESPONSE_TIMEOUT_S = 24 * 3600.0  # never reached: call() applies MessageTimeout first
 ANSWER_PREFIXES = ("[3,", "[4,")  # how the library (compact separators) and we start answers
 LOGGED_ID_CHARS = 40
 
@@ -84,27 +102,14 @@ class StationChargePoint(CoreHandlers, ConfigurationHandlers, RemoteHandlers, Lo
                          SecurityHandlers):
     """Handlers for the CALLs a CSMS sends to this charge point, one mixin per profile."""
 
-    def __init__(self, charge_point_id: str, connection: _OutgoingSide, ctx: ChargePointContext,
-                 response_timeout_s: float) -> None:
-        super().__init__(charge_point_id, connection, response_timeout=response_timeout_s,
+    def __init__(self, charge_point_id: str, connection: _OutgoingSide, ctx: ChargePointContext) -> None:
+        super().__init__(charge_point_id, connection, response_timeout=LIBRARY_RESPONSE_TIMEOUT_S,
                          logger=_library_log)
         self.ctx = ctx
         self.handled_actions = frozenset(action for action, hooks in self.route_map.items()
                                          if "_on_action" in hooks)
         self.unchecked_actions = frozenset(action for action, hooks in self.route_map.items()
                                            if hooks.get("_skip_schema_validation"))
-
-
-def unroutable_call_error(frame: str, charge_point: StationChargePoint) -> str | None:
-    """The CALLERROR a CALL is answered with before any handler runs (wrong shape, unknown or
-    unsupported action, schema violation); None if a handler gets it or it is no CALL."""
-    incoming = read(frame)
-    if incoming is None or incoming.message_type is not MessageType.CALL:
-        return None
-    verdict = check_call(incoming, charge_point.handled_actions, charge_point.unchecked_actions)
-    if not isinstance(verdict, Rejection):
-        return None
-    return call_error_frame(incoming.unique_id, verdict.code, verdict.description, verdict.details)
 
 
 class _OutgoingSide:
@@ -122,16 +127,26 @@ class _OutgoingSide:
         await self._channel.send(frame)
 
 
+@dataclass(frozen=True)
+class _Awaited:
+    """A CALL of ours whose answer a `call()` waits for."""
+
+    action: str
+    broken_answer: asyncio.Future[str]  # set (to why) when its CALLRESULT breaks the schema
+
+
 class CsmsConnection:
-    """One open connection to the CSMS and the fresh ChargePoint on it."""
+    """One open connection to the CSMS and the fresh ChargePoint on it. `timeout_s` gives the
+    message timeout, asked anew for every CALL (the MessageTimeout key)."""
 
     def __init__(self, socket: FrameChannel, charge_point_id: str, ctx: ChargePointContext,
-                 response_timeout_s: float) -> None:
+                 timeout_s: Callable[[], float]) -> None:
         self._socket = socket
         self._outgoing = _OutgoingSide(socket)
         self._closed = asyncio.Event()
-        self._awaited: set[str] = set()  # ids of our CALLs whose answer a call() waits for
-        self.charge_point = StationChargePoint(charge_point_id, self._outgoing, ctx, response_timeout_s)
+        self._timeout_s = timeout_s
+        self._awaited: dict[str, _Awaited] = {}  # by message id
+        self.charge_point = StationChargePoint(charge_point_id, self._outgoing, ctx)
 
     @property
     def is_open(self) -> bool:
@@ -190,46 +205,67 @@ class CsmsConnection:
         await self._outgoing.send(call_error_frame(unique_id, code, description, details))
 
     async def _take_answer(self, answer: Incoming) -> None:
-        if answer.unique_id not in self._awaited:
+        awaited = self._awaited.pop(answer.unique_id, None)  # a duplicate answer finds none
+        if awaited is None:
             log.warning("ignored a %s for no CALL we wait for (id %.*s)", answer.message_type.name,
                         LOGGED_ID_CHARS, answer.unique_id)
             return
-        self._awaited.discard(answer.unique_id)  # a duplicate answer is dropped
+        if answer.message_type is MessageType.CALLRESULT:
+            problem = answer_violation(awaited.action, answer_payload(answer))
+            if problem is not None:
+                awaited.broken_answer.set_result(problem)
+                return
         await self.charge_point.route_message(well_formed_answer(answer))
 
-    async def call(self, request: Any, *, timeout_s: float | None = None) -> Any:
-        """Send a CALL and return the library's CALLRESULT dataclass, or raise CsmsCallError."""
+    async def call(self, request: Any, *, timeout_s: float | None = None, checked: bool = False) -> Any:
+        """Send a CALL and return the library's CALLRESULT dataclass, or raise CsmsCallError.
+        The answer is awaited `timeout_s`, by default the message timeout as it is now. The
+        request is checked against its schema unless `checked` says that was done already
+        (the transaction queue checks each message when it is queued); the answer always is."""
         action = type(request).__name__
         if not self.is_open:
             raise CsmsCallError(action, CallFailure.OFFLINE, "not connected")
+        if not checked:
+            _check_request(action, request)
         unique_id = str(uuid.uuid4())
-        self._awaited.add(unique_id)
-        sending = asyncio.ensure_future(self.charge_point.call(request, suppress=False, unique_id=unique_id))
+        broken_answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._awaited[unique_id] = _Awaited(action, broken_answer)
+        sending = asyncio.ensure_future(self.charge_point.call(request, suppress=False, unique_id=unique_id,
+                                                               skip_schema_validation=True))
         closing = asyncio.ensure_future(self._closed.wait())
         try:
-            await asyncio.wait({sending, closing}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({sending, closing, broken_answer}, return_when=asyncio.FIRST_COMPLETED,
+                               timeout=self._timeout_s() if timeout_s is None else timeout_s)
             if closing.done() and not sending.done():  # its answer may have come just before the close
-                await asyncio.wait({sending}, timeout=ANSWER_GRACE_S)
+                await asyncio.wait({sending, broken_answer}, timeout=ANSWER_GRACE_S,
+                                   return_when=asyncio.FIRST_COMPLETED)
         finally:
-            self._awaited.discard(unique_id)
+            self._awaited.pop(unique_id, None)
             closing.cancel()
             if not sending.done():
                 sending.cancel()
+        if broken_answer.done():
+            raise CsmsCallError(action, CallFailure.CALL_ERROR, broken_answer.result())
         if not sending.done() or sending.cancelled():
             failure = CallFailure.OFFLINE if closing.done() else CallFailure.TIMEOUT
             raise CsmsCallError(action, failure, "connection closed" if closing.done() else "")
         return _outcome(action, sending)
 
 
+def _check_request(action: str, request: Any) -> None:
+    """Raise CsmsCallError when our own CALL would break its schema (the payload as sent)."""
+    violation = schema_violation(action, remove_nones(snake_to_camel_case(serialize_as_dict(request))))
+    if violation is not None:
+        raise CsmsCallError(action, CallFailure.CALL_ERROR, f"not sent: {violation.description}")
+
+
 def _outcome(action: str, sending: asyncio.Future[Any]) -> Any:
     try:
         return sending.result()
-    except TimeoutError as error:
-        raise CsmsCallError(action, CallFailure.TIMEOUT, str(error)[:200]) from error
     except OCPPError as error:
         raise CsmsCallError(action, CallFailure.CALL_ERROR,
                             f"{error.code}: {error.description}") from error
-    except (UnknownCallErrorCodeError, ValidationError) as error:
+    except UnknownCallErrorCodeError as error:
         raise CsmsCallError(action, CallFailure.CALL_ERROR, str(error)[:200]) from error
     except TransportError as error:
         raise CsmsCallError(action, CallFailure.OFFLINE, str(error)) from error

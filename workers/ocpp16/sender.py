@@ -98,7 +98,7 @@ class QueueSender:
             window.given_up(head)
             return True
         try:
-            result = await connection.call(request)
+            result = await connection.call(request, checked=True)  # checked when it was queued
         except CsmsCallError as error:
             if error.failure is CallFailure.OFFLINE:
                 raise

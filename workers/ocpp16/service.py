@@ -153,7 +153,7 @@ class Ocpp16Service(Service):
 
     async def _on_open(self, socket: OcppSocket) -> None:
         connection = CsmsConnection(self.frame_log.wrap(socket), self.settings.charge_point_id, self.ctx,
-                                    self.config.get(keys.MESSAGE_TIMEOUT))
+                                    lambda: self.config.get(keys.MESSAGE_TIMEOUT))
         self.connection = connection
         await self.publish_link()
         try:

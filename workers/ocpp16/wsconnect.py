@@ -22,6 +22,10 @@ closes and reconnects at once.
 Secrets: the Basic password travels only as bytes in `TransportSettings` (not in its repr);
 the Authorization header is built here and the handshake logger never logs at DEBUG, where
 websockets would print every header; frames are logged with the AuthorizationKey masked.
+
+Frames are up to 4 MiB, so what the transport needs from one (message type, message id, the
+action of a CALL) is read from its head only (`frame_head`), as JSON: ids and actions are
+compared and checked as parsed strings, whatever escapes or non-ASCII text the CSMS wrote.
 """
 
 from __future__ import annotations
@@ -59,15 +63,21 @@ MAX_FRAME_BYTES = 4 * 1024 * 1024  # largest incoming frame (websockets' default
 REOPEN_GRACE_S = 5.0  # a requested reopen waits at most this long for open CALLs to be answered
 HTTP_UNAUTHORIZED = 401
 SECRET_KEY_NAME = "authorizationkey"  # ChangeConfiguration value masked in frame logs
+SECRET_CARRIER = "ChangeConfiguration"  # the one CALL that carries it
 HIDDEN = "***"
+HIDDEN_FRAME = "<frame hidden: it may carry the AuthorizationKey>"
+CALL = 2  # the OCPP-J message type id of a CALL (3, 4: its answers)
 # TLS alert reasons (OpenSSL) meaning "the TLS version was refused" / "the CSMS refused our certificate"
 TLS_VERSION_REASONS = frozenset({"UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION",
                                  "NO_PROTOCOLS_AVAILABLE"})
 CLIENT_CERTIFICATE_REASONS = frozenset({"TLSV13_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_BAD_CERTIFICATE",
                                         "TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_CERTIFICATE_UNKNOWN"})
 
-_CALL_ID = re.compile(r'\s*\[\s*2\s*,\s*"((?:[^"\\]|\\.)*)"')
-_ANSWER_ID = re.compile(r'\s*\[\s*[34]\s*,\s*"((?:[^"\\]|\\.)*)"')
+# The head of a frame, up to the opening quote of the message id; the strings themselves are
+# read by the JSON decoder (C, linear), so no pattern here backtracks over a long frame.
+_HEAD = re.compile(r'[ \t\n\r]*\[[ \t\n\r]*([234])[ \t\n\r]*,[ \t\n\r]*(?=")')
+_NEXT_STRING = re.compile(r'[ \t\n\r]*,[ \t\n\r]*(?=")')
+_decoder = json.JSONDecoder()
 
 
 class FailureKind(StrEnum):
@@ -125,17 +135,53 @@ def basic_authorization(user: str, password: bytes) -> str:
     return "Basic " + base64.b64encode(user.encode() + b":" + password).decode("ascii")
 
 
+@dataclass(frozen=True)
+class FrameHead:
+    """What the transport reads from a frame: its message type, message id and, for a CALL,
+    its action (None if that is no string), each as parsed JSON."""
+
+    message_type: int
+    unique_id: str
+    action: str | None
+
+
+def _string_at(frame: str, index: int) -> tuple[str | None, int]:
+    """The JSON string starting at `index` (at a quote) and where it ends; None if it is broken."""
+    try:
+        return _decoder.raw_decode(frame, index)
+    except ValueError:
+        return None, index
+
+
+def frame_head(frame: str) -> FrameHead | None:
+    """The head of an OCPP-J frame, `[type, "id", "action", ...`, read without looking at the
+    rest; None if the frame does not start like an OCPP-J message."""
+    head = _HEAD.match(frame)
+    if head is None:
+        return None
+    unique_id, end = _string_at(frame, head.end())
+    if unique_id is None:
+        return None
+    message_type, action = int(head.group(1)), None
+    if message_type == CALL and (comma := _NEXT_STRING.match(frame, end)) is not None:
+        action, _ = _string_at(frame, comma.end())
+    return FrameHead(message_type, unique_id, action)
+
+
 def redact_frame(frame: str) -> str:
-    """The frame for a log: a ChangeConfiguration(AuthorizationKey) value is masked; a frame that
-    names the key but cannot be read as such is hidden whole."""
-    if SECRET_KEY_NAME not in frame.casefold():
+    """The frame for a log: the value of a ChangeConfiguration(AuthorizationKey) is masked,
+    decided on the parsed JSON (the key may be written with escapes, in any case). A frame
+    that cannot be read and may name the key is hidden whole. Any other CALL, and every
+    answer, is returned as it is after reading its head only."""
+    head = frame_head(frame)
+    if head is not None and (head.message_type != CALL or head.action not in (SECRET_CARRIER, None)):
         return frame
     try:
         message = json.loads(frame)
-    except ValueError:
-        return "<frame hidden: it may carry the AuthorizationKey>"
-    if not (isinstance(message, list) and len(message) == 4 and message[0] == 2
-            and message[2] == "ChangeConfiguration"):
+    except (ValueError, RecursionError):
+        return HIDDEN_FRAME if _may_name_the_key(frame) else frame
+    if not (isinstance(message, list) and len(message) == 4 and message[0] == CALL
+            and message[2] == SECRET_CARRIER):
         return frame
     payload = message[3]
     if isinstance(payload, dict) and set(payload) <= {"key", "value"} and isinstance(payload.get("key"), str):
@@ -145,6 +191,11 @@ def redact_frame(frame: str) -> str:
     else:
         message[3] = HIDDEN
     return json.dumps(message)
+
+
+def _may_name_the_key(frame: str) -> bool:
+    """An unreadable frame might: it names the key, or it has escapes that could spell it."""
+    return SECRET_KEY_NAME in frame.casefold() or "\\u" in frame
 
 
 class Backoff:
@@ -185,12 +236,14 @@ class OcppSocket:
         if isinstance(frame, bytes):  # OCPP-J uses text frames; decode rather than choke
             log.warning("binary frame from the CSMS (%d bytes) read as UTF-8", len(frame))
             frame = frame.decode("utf-8", errors="replace")
-        log.debug("<- %s", redact_frame(frame))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("<- %s", redact_frame(frame))
         self._track(frame, "in")
         return frame
 
     async def send(self, frame: str) -> None:
-        log.debug("-> %s", redact_frame(frame))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("-> %s", redact_frame(frame))
         try:
             await self._ws.send(frame)
         except ConnectionClosed as error:
@@ -198,14 +251,17 @@ class OcppSocket:
         self._track(frame, "out")
 
     def _track(self, frame: str, direction: str) -> None:
-        if (call := _CALL_ID.match(frame)) is not None:
-            self._open_calls.add((direction, call.group(1)))
+        head = frame_head(frame)
+        if head is None:
+            return
+        if head.message_type == CALL:
+            self._open_calls.add((direction, head.unique_id))
             self._quiet.clear()
-        elif (answer := _ANSWER_ID.match(frame)) is not None:
-            asker = "out" if direction == "in" else "in"
-            self._open_calls.discard((asker, answer.group(1)))
-            if not self._open_calls:
-                self._quiet.set()
+            return
+        asker = "out" if direction == "in" else "in"
+        self._open_calls.discard((asker, head.unique_id))
+        if not self._open_calls:
+            self._quiet.set()
 
     async def quiet(self, timeout_s: float) -> bool:
         """Wait until every CALL sent or received so far was answered; False after `timeout_s`."""
