@@ -63,6 +63,23 @@ async def test_frames_are_logged_with_the_action_answered_and_the_authorization_
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_a_key_written_with_json_escapes_is_masked_in_the_frame_log_too() -> None:
+    """The mask is decided on the parsed JSON (wsconnect.redact_frame), so `Authorization\\u004bey`
+    or an escaped action name do not slip the AuthorizationKey into table OcppFrame."""
+    frame_log = FrameLog()
+    frame_log.record(IN, '[2,"e1","ChangeConfiguration",{"key":"Authorization\\u004bey","value":"'
+                     + SECRET_KEY + '"}]')
+    frame_log.record(IN, '[2,"e2","Change\\u0043onfiguration",{"key":"AUTHORIZATIONKEY","value":"'
+                     + SECRET_KEY + '"}]')
+    await frame_log.flush()
+    rows = await db(_rows)
+    assert [(r.unique_id, r.action) for r in rows] == [("e1", "ChangeConfiguration"),
+                                                      ("e2", "ChangeConfiguration")]
+    assert [json.loads(r.frame)[3]["value"] for r in rows] == ["***", "***"]
+    assert all(SECRET_KEY not in r.frame for r in rows)
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_a_full_buffer_drops_the_oldest_frames_and_counts_them() -> None:
     """The database falling behind never holds up OCPP: record() only appends."""
     frame_log = FrameLog(buffer_rows=10)

@@ -196,6 +196,36 @@ async def test_a_callerror_or_a_broken_answer_fails_the_call_at_once(bus: Bus) -
         assert pair.up
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_a_call_that_would_break_its_schema_is_never_sent(bus: Bus) -> None:
+    """Our own CALLs are checked before they go out (inline, protocol.py): an idTag longer than
+    CiString20 fails the call at once and nothing reaches the CSMS."""
+    async with wire_pair(bus) as pair:
+        with pytest.raises(CsmsCallError) as refused:
+            await pair.connection.call(call.Authorize(id_tag="X" * 21))
+        assert refused.value.failure is CallFailure.CALL_ERROR and "not sent" in refused.value.detail
+        task, unique_id = await _calling(pair)  # the next CALL is the first frame on the wire
+        await pair.send(_heartbeat_answer(unique_id, 6))
+        assert (await task).current_time.startswith("2024-01-01T06")
+
+
+async def test_a_new_message_timeout_applies_to_the_very_next_call(
+        bus: Bus, csms: Csms, start_ocpp16) -> None:
+    """MessageTimeout (errata 3.82) is read for each CALL, not fixed per connection: after
+    ChangeConfiguration(MessageTimeout=1) an unanswered StartTransaction is given up after ~1 s
+    and sent again (the retry interval is 0.2 s), not after the 30 s the connection began with."""
+    await _online(csms, start_ocpp16, OCPP_MESSAGE_TIMEOUT="30", OCPP_METER_VALUE_SAMPLE_INTERVAL="0")
+    changed = await csms.send(CHARGE_POINT_ID, call.ChangeConfiguration(key="MessageTimeout", value="1"))
+    assert changed.status == "Accepted"
+    csms.behaviour.unanswered = {"StartTransaction": 1}
+    await _session(bus, "short-timeout", "CARD6")
+    await csms.wait_for_call("StopTransaction", timeout_s=10)
+    lost, again = csms.calls("StartTransaction")
+    waited_s = (again.at - lost.at).total_seconds()
+    assert (lost.answered, again.answered) == (False, True)
+    assert 1.0 <= waited_s < 5.0, f"the retry came {waited_s:.1f} s after the unanswered call"
+
+
 async def test_unknown_charge_point_404_is_retried_until_the_csms_knows_it(
         csms: Csms, start_ocpp16) -> None:
     csms.behaviour.known_charge_points = {"SOMEONE-ELSE"}

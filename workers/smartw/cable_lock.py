@@ -1,7 +1,7 @@
 """Type 2 sockets' cable locks (station.toml `lock_coil` / `lock_feedback`; a connector without
 them has a fixed cable and nothing here applies to it).
 
-Locking: right before the contactor closes (ContactorInterlock in station.py calls `lock`), so a
+Locking: right before the contactor closes (ContactorInterlock in interlock.py calls `lock`), so a
 contactor never closes on an unlocked socket. The start waits for the position switch; if it
 does not report locked within `[io_module].lock_timeout_s` the start is refused (UI key
 `lock_failure`, OCPP ConnectorLockFailure, OCTT TC_024_CS), any pending start is dropped and the

@@ -8,7 +8,7 @@ cycle then ends the sessions and reacts to connector faults (faults.py has the t
 A welded contactor is a station-wide interlock: its connector's plug may carry the DC bus's
 voltage, and contactor matrices share that bus, so no session starts anywhere until its
 feedback reads open again; sessions already running elsewhere end normally. The interlock is
-enforced where the contactor closes (`ContactorInterlock`), so no start can slip between the
+enforced where the contactor closes (`ContactorInterlock`, interlock.py), so no start can slip between the
 guard's check and its own.
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 
 from bus import Bus, contract
 from bus.enums import StopReason
@@ -31,12 +30,13 @@ from workers.smartw import faults, journal
 from workers.smartw.cable_lock import CableLocks
 from workers.smartw.connector import ConnectorRuntime
 from workers.smartw.hardware import HardwareError, StationHardware
+from workers.smartw.interlock import ContactorInterlock
 from workers.smartw.limits import LimitReader
 from workers.smartw.ocpp_rules import OcppRules
 from workers.smartw.power_control import ModuleDriver, PowerControl
 from workers.smartw.requests import Requests
 from workers.smartw.reservations import ReservationBook
-from workers.smartw.sessions import SessionControl, StartRefused
+from workers.smartw.sessions import SessionControl
 from workers.smartw.status import CONTROLLER_OFFLINE, ESTOP, IO_OFFLINE, Fault
 from workers.smartw.timeline import SessionTimeline
 
@@ -356,48 +356,3 @@ def _changed(old, new) -> bool:
     if old is None:
         return True
     return old.model_dump(exclude={"at"}) != new.model_dump(exclude={"at"})
-
-
-class ContactorInterlock:
-    """The hardware as SessionControl sees it: a contactor closes only while `refusal` has
-    nothing against it, checked right before the command goes out (StartRefused otherwise), and
-    on a Type 2 socket only once its cable lock reads locked (workers/smartw/cable_lock.py)."""
-
-    def __init__(self, hardware: StationHardware, refusal: Callable[[int], str | None],
-                 locks: CableLocks | None = None) -> None:
-        self._hardware = hardware
-        self._refusal = refusal
-        self._locks = locks
-
-    async def read_io(self) -> IoSnapshot:
-        return await self._hardware.read_io()
-
-    async def poll_imd(self) -> ImdSnapshot | None:
-        return await self._hardware.poll_imd()
-
-    async def set_contactor(self, connector_id: int, closed: bool) -> None:
-        reason = self._refusal(connector_id) if closed else None
-        if closed and reason is None and self._locks is not None:
-            await self._locks.lock(connector_id)
-            reason = self._refusal(connector_id)  # again: a fault may have come while the lock moved
-        if reason is not None:
-            raise StartRefused(reason)
-        await self._hardware.set_contactor(connector_id, closed)
-
-    async def set_lock(self, connector_id: int, locked: bool) -> None:
-        await self._hardware.set_lock(connector_id, locked)
-
-    async def poll_controller(self, connector_id: int) -> ControllerSnapshot:
-        return await self._hardware.poll_controller(connector_id)
-
-    async def set_output(self, connector_id: int, enabled: bool, power_limit_w: float) -> None:
-        await self._hardware.set_output(connector_id, enabled, power_limit_w)
-
-    async def set_link(self, module: str, connector_id: int, closed: bool) -> None:
-        await self._hardware.set_link(module, connector_id, closed)
-
-    async def open_all(self, *, emergency: bool) -> None:
-        await self._hardware.open_all(emergency=emergency)
-
-    async def close(self) -> None:
-        await self._hardware.close()
