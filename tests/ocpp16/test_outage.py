@@ -1,12 +1,17 @@
-"""A CSMS outage and an ocpp16 restart lose no transaction message and keep their order."""
+"""A CSMS outage, an ocpp16 restart and a kill -9 in the middle of a replay lose no transaction
+message and keep their order."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
+from pathlib import Path
 
 from bus import Bus, contract
 from bus.enums import StopReason
 from bus.messages import MeterReading, SessionStarted, SessionStopped
+from tests.ocpp16.conftest import Ocpp16Process
 from tests.ocpp16.test_transactions import TRANSACTION_ACTIONS, transaction_calls
 from tests.support.waiting import async_wait_until
 from workers.sim.csms import Csms
@@ -67,6 +72,63 @@ async def test_outage_and_restart_deliver_every_message_once_in_order(
     assert meter_times == sorted(meter_times)
     assert len(csms.calls("BootNotification")) == 2  # once per ocpp16 start, not per reconnect
     assert {c.action for c in calls} == set(TRANSACTION_ACTIONS)
+
+
+QUEUED_SESSIONS = 40  # StartTransaction + StopTransaction each: 80 messages to replay
+KILLED_AFTER_STOPS = 12  # answered StopTransactions before the kill -9
+
+
+async def test_a_kill_9_during_a_replay_loses_nothing_and_repeats_at_most_the_message_in_flight(
+        bus: Bus, csms: Csms, start_ocpp16, service_db: Path) -> None:
+    """OCTT TC_039_CS (offline transactions) with a crash on top: 80 messages queued offline,
+    ocpp16 killed (SIGKILL) while it replays them. After the restart every message arrives, in
+    the queued order, each Stop with its own Start's transactionId; the only one the CSMS may
+    see twice is the one whose answer the killed process had not recorded yet (OCPP has no way
+    to tell the CSMS it is the same message)."""
+    await csms.stop()
+    recording = start_ocpp16(csms.url, OCPP_METER_VALUE_SAMPLE_INTERVAL="0")
+    for number in range(QUEUED_SESSIONS):
+        session_id, id_tag = f"k-{number}", f"TAG{number}"
+        await bus.publish(contract.SESSIONS, SessionStarted(session_id=session_id, connector_id=1, id_tag=id_tag,
+                                                            meter_start_wh=1_000 * number))
+        await bus.publish(contract.SESSIONS, SessionStopped(session_id=session_id, connector_id=1, id_tag=id_tag,
+                                                            meter_stop_wh=1_000 * number + 500,
+                                                            reason=StopReason.LOCAL))
+    await async_wait_until(lambda: _queued_at_least(bus, 2 * QUEUED_SESSIONS, exactly=True),
+                           what="every message queued while offline")
+    assert await recording.stopped() == 0
+
+    crashing = Ocpp16Process(recording.env, recording.log_path).start()  # not the fixture's: killed
+    try:
+        await csms.start()
+        await csms.wait_for_call("StopTransaction", count=KILLED_AFTER_STOPS, timeout_s=20)
+        crashing.process.kill()  # type: ignore[union-attr]
+    finally:
+        await asyncio.to_thread(crashing.stop)
+    received_before_kill = len(transaction_calls(csms))
+    start_ocpp16(csms.url, OCPP_METER_VALUE_SAMPLE_INTERVAL="0")
+    await async_wait_until(lambda: _all_delivered(service_db), timeout_s=20, what="every message delivered")
+
+    calls = transaction_calls(csms)
+    sent = [(c.action, c.payload["idTag"]) for c in calls]
+    queued = [(action, f"TAG{n}") for n in range(QUEUED_SESSIONS)
+              for action in ("StartTransaction", "StopTransaction")]
+    assert list(dict.fromkeys(sent)) == queued  # none lost, none out of order
+    repeated = [i for i in range(1, len(sent)) if sent[i] in sent[:i]]
+    assert repeated in ([], [received_before_kill]), (received_before_kill, repeated)
+    if repeated:  # the repeat comes right after the kill and is the message sent last before it
+        assert sent[received_before_kill] == sent[received_before_kill - 1]
+    for stop in (c for c in calls if c.action == "StopTransaction"):
+        start = [c for c in calls if c.action == "StartTransaction" and c.payload["idTag"] == stop.payload["idTag"]
+                 and c.answered][-1]
+        assert stop.payload["transactionId"] == start.response["transactionId"]
+
+
+async def _all_delivered(database: Path) -> bool:
+    with sqlite3.connect(database) as db:
+        states = db.execute("SELECT state, COUNT(*) FROM station_outboxmessage WHERE lane = 'transaction' "
+                            "GROUP BY state").fetchall()
+    return states == [("delivered", 2 * QUEUED_SESSIONS)]
 
 
 async def _disconnected(bus: Bus) -> bool:
