@@ -7,7 +7,6 @@ database, as a ChangeConfiguration would have persisted them.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +27,7 @@ from bus.messages import (
     StopRequest,
 )
 from tests.ocpp16.conftest import CHARGE_POINT_ID
+from tests.support.bus_servers import serving
 from tests.support.waiting import async_wait_until
 from webapp.station.models import AuthCacheEntry
 from workers.ocpp16.auth.cache import AuthCache
@@ -109,15 +109,9 @@ class FakeSmartw:
 
 @asynccontextmanager
 async def fake_smartw() -> AsyncIterator[FakeSmartw]:
-    fake, stop, server = FakeSmartw(), asyncio.Event(), Bus("smartw")
-    tasks = [asyncio.create_task(server.serve(contract.START, fake.start, stop=stop)),
-             asyncio.create_task(server.serve(contract.STOP, fake.stop, stop=stop))]
-    try:
+    fake = FakeSmartw()
+    async with serving("smartw", {contract.START: fake.start, contract.STOP: fake.stop}):
         yield fake
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
-        await server.close()
 
 
 # ---- idTags and the rules (pure) ----------------------------------------------------------------

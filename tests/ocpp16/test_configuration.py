@@ -4,7 +4,6 @@ vendor keys that smartw holds."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
@@ -18,6 +17,7 @@ from ocpp.v16 import call
 from bus import Bus, contract
 from bus.messages import CommandResult, FreeModeRequest, SessionStarted
 from tests.ocpp16.conftest import CHARGE_POINT_ID
+from tests.support.bus_servers import serving
 from tests.support.database import query
 from tests.support.waiting import async_wait_until
 from workers.ocpp16 import config_keys as keys
@@ -196,14 +196,9 @@ async def _free_mode_values(csms: Csms) -> tuple[str, str]:
 
 @pytest.fixture
 async def smartw(redis_client, service_db: Path) -> AsyncIterator[FakeSmartw]:
-    fake, stop, server = FakeSmartw(service_db), asyncio.Event(), Bus("smartw")
-    task = asyncio.create_task(server.serve(contract.FREE_MODE, fake.free_mode, stop=stop))
-    try:
+    fake = FakeSmartw(service_db)
+    async with serving("smartw", {contract.FREE_MODE: fake.free_mode}):
         yield fake
-    finally:
-        stop.set()
-        await task
-        await server.close()
 
 
 async def test_free_mode_keys_are_changed_by_smartw_and_read_from_its_settings(

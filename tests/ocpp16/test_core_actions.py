@@ -6,7 +6,6 @@ chargepoint, Unavailable kept over a reset) is in tests/e2e/test_reset_unlock.py
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from bus.messages import (
     utcnow,
 )
 from tests.ocpp16.conftest import CHARGE_POINT_ID, Ocpp16Process
+from tests.support.bus_servers import serving
 from tests.support.waiting import async_wait_until
 from workers.sim.csms import Csms
 
@@ -96,29 +96,18 @@ class FakeChargepoint:
 
 @pytest.fixture
 async def smartw(bus: Bus) -> AsyncIterator[FakeSmartw]:
-    fake, stop, server = FakeSmartw(bus), asyncio.Event(), Bus("smartw")
+    fake = FakeSmartw(bus)
     for connector_id in STANDARDS:
         await fake.show(connector_id, ConnectorStatus.AVAILABLE)
-    tasks = [asyncio.create_task(server.serve(contract.AVAILABILITY, fake.availability, stop=stop)),
-             asyncio.create_task(server.serve(contract.STOP, fake.stop, stop=stop))]
-    try:
+    async with serving("smartw", {contract.AVAILABILITY: fake.availability, contract.STOP: fake.stop}):
         yield fake
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
-        await server.close()
 
 
 @pytest.fixture
 async def chargepoint(redis_client, csms: Csms) -> AsyncIterator[FakeChargepoint]:
-    fake, stop, server = FakeChargepoint(csms), asyncio.Event(), Bus("chargepoint")
-    task = asyncio.create_task(server.serve(contract.RESTART, fake.restart, stop=stop))
-    try:
+    fake = FakeChargepoint(csms)
+    async with serving("chargepoint", {contract.RESTART: fake.restart}):
         yield fake
-    finally:
-        stop.set()
-        await task
-        await server.close()
 
 
 async def _online(csms: Csms, start_ocpp16, boots: int = 1) -> Ocpp16Process:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,6 +17,7 @@ from bus.messages import (
     StopRequest,
 )
 from tests.ocpp16.conftest import CHARGE_POINT_ID
+from tests.support.bus_servers import serving
 from tests.support.waiting import async_wait_until
 from workers.sim.csms import Csms
 
@@ -41,15 +41,9 @@ class FakeSmartw:
 
 @pytest.fixture
 async def smartw(redis_client) -> AsyncIterator[FakeSmartw]:
-    fake, stop, server = FakeSmartw(), asyncio.Event(), Bus("smartw")
-    tasks = [asyncio.create_task(server.serve(contract.START, fake.start, stop=stop)),
-             asyncio.create_task(server.serve(contract.STOP, fake.stop, stop=stop))]
-    try:
+    fake = FakeSmartw()
+    async with serving("smartw", {contract.START: fake.start, contract.STOP: fake.stop}):
         yield fake
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
-        await server.close()
 
 
 async def _online(csms: Csms, start_ocpp16) -> None:

@@ -5,7 +5,6 @@ a real process; smartw is played by the test on the real bus (its session events
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from bus.messages import (
     StartRequest,
 )
 from tests.ocpp16.conftest import CHARGE_POINT_ID
+from tests.support.bus_servers import serving
 from tests.support.waiting import async_wait_until
 from workers.ocpp16.config_keys import ConfigurationStore
 from workers.ocpp16.smart_charging import SmartCharging
@@ -134,14 +134,9 @@ class StartingSmartw:
 
 @pytest.fixture
 async def smartw(redis_client) -> AsyncIterator[StartingSmartw]:
-    fake, stop, server = StartingSmartw(), asyncio.Event(), Bus("smartw")
-    task = asyncio.create_task(server.serve(contract.START, fake.start, stop=stop))
-    try:
+    fake = StartingSmartw()
+    async with serving("smartw", {contract.START: fake.start}):
         yield fake
-    finally:
-        stop.set()
-        await task
-        await server.close()
 
 
 # ---- SetChargingProfile and the bus limits ----------------------------------------------------

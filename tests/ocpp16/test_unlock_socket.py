@@ -9,7 +9,6 @@ in tests/e2e/test_reset_unlock.py."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from bus import Bus, contract
 from bus.enums import ConnectorStatus, Standard, UnlockStatus
 from bus.messages import ConnectorState, UnlockReply, UnlockRequest
 from tests.ocpp16.conftest import CHARGE_POINT_ID, STATION_TOML
+from tests.support.bus_servers import serving
 from tests.support.waiting import async_wait_until
 from workers.ocpp16 import config_keys as keys
 from workers.ocpp16.config_keys import Access, ConfigurationStore
@@ -58,18 +58,13 @@ class LockingSmartw:
 
 @pytest.fixture
 async def smartw(bus: Bus) -> AsyncIterator[LockingSmartw]:
-    fake, stop, server = LockingSmartw(), asyncio.Event(), Bus("smartw")
+    fake = LockingSmartw()
     for connector_id, standard in ((1, Standard.CCS), (2, Standard.TYPE2)):
         await bus.set(contract.CONNECTOR, ConnectorState(connector_id=connector_id, standard=standard,
                                                          status=ConnectorStatus.AVAILABLE),
                       connector_id=connector_id)
-    task = asyncio.create_task(server.serve(contract.UNLOCK, fake.unlock, stop=stop))
-    try:
+    async with serving("smartw", {contract.UNLOCK: fake.unlock}):
         yield fake
-    finally:
-        stop.set()
-        await task
-        await server.close()
 
 
 async def test_unlock_on_a_socket_answers_smartws_verdict_and_the_key_reaches_smartw(
