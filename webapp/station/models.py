@@ -25,7 +25,7 @@ class ChargingSession(models.Model):
     stop_id_tag = models.CharField(max_length=20, blank=True, help_text="who stopped it; empty: the station")
     reservation_id = models.IntegerField(null=True, blank=True,
                                          help_text="the OCPP reservation this session used, if any")
-    parent_id_tag = models.CharField(max_length=20, blank=True,
+    parent_id_tag = models.CharField(max_length=20, blank=True, db_default="",
                                      help_text="the idTag's parent (group) when known; a card of the "
                                                "same group may stop the session")
     start_published = models.BooleanField(default=False, help_text="session_started is on the bus")
