@@ -75,24 +75,24 @@ async def test_outage_and_restart_deliver_every_message_once_in_order(
 
 
 QUEUED_SESSIONS = 40  # StartTransaction + StopTransaction each: 80 messages to replay
-KILLED_AFTER_STOPS = 12  # answered StopTransactions before the kill -9
+KILLED_AFTER_STARTS = 12  # answered StartTransactions before the kill -9
 
 
 async def test_a_kill_9_during_a_replay_loses_nothing_and_repeats_at_most_the_message_in_flight(
         bus: Bus, csms: Csms, start_ocpp16, service_db: Path) -> None:
     """OCTT TC_039_CS (offline transactions) with a crash on top: 80 messages queued offline,
     ocpp16 killed (SIGKILL) while it replays them. After the restart every message arrives, in
-    the queued order, each Stop with its own Start's transactionId; the only one the CSMS may
+    the queued order, each Stop with the transactionId of its Start; the only one the CSMS may
     see twice is the one whose answer the killed process had not recorded yet (OCPP has no way
-    to tell the CSMS it is the same message)."""
+    to tell the CSMS it is the same message). The kill comes right after a StartTransaction was
+    answered: when it is the one sent again, its second answer's transactionId is the one its
+    Stop carries."""
     await csms.stop()
     recording = start_ocpp16(csms.url, OCPP_METER_VALUE_SAMPLE_INTERVAL="0")
     for number in range(QUEUED_SESSIONS):
-        session_id, id_tag = f"k-{number}", f"TAG{number}"
-        await bus.publish(contract.SESSIONS, SessionStarted(session_id=session_id, connector_id=1, id_tag=id_tag,
-                                                            meter_start_wh=1_000 * number))
-        await bus.publish(contract.SESSIONS, SessionStopped(session_id=session_id, connector_id=1, id_tag=id_tag,
-                                                            meter_stop_wh=1_000 * number + 500,
+        session = {"session_id": f"k-{number}", "connector_id": 1, "id_tag": f"TAG{number}"}
+        await bus.publish(contract.SESSIONS, SessionStarted(**session, meter_start_wh=1_000 * number))
+        await bus.publish(contract.SESSIONS, SessionStopped(**session, meter_stop_wh=1_000 * number + 500,
                                                             reason=StopReason.LOCAL))
     await async_wait_until(lambda: _queued_at_least(bus, 2 * QUEUED_SESSIONS, exactly=True),
                            what="every message queued while offline")
@@ -101,11 +101,12 @@ async def test_a_kill_9_during_a_replay_loses_nothing_and_repeats_at_most_the_me
     crashing = Ocpp16Process(recording.env, recording.log_path).start()  # not the fixture's: killed
     try:
         await csms.start()
-        await csms.wait_for_call("StopTransaction", count=KILLED_AFTER_STOPS, timeout_s=20)
+        await csms.wait_for_call("StartTransaction", count=KILLED_AFTER_STARTS, timeout_s=20)
         crashing.process.kill()  # type: ignore[union-attr]
     finally:
         await asyncio.to_thread(crashing.stop)
     received_before_kill = len(transaction_calls(csms))
+    assert received_before_kill < 2 * QUEUED_SESSIONS, "the replay was over before the kill"
     start_ocpp16(csms.url, OCPP_METER_VALUE_SAMPLE_INTERVAL="0")
     await async_wait_until(lambda: _all_delivered(service_db), timeout_s=20, what="every message delivered")
 
@@ -118,10 +119,10 @@ async def test_a_kill_9_during_a_replay_loses_nothing_and_repeats_at_most_the_me
     assert repeated in ([], [received_before_kill]), (received_before_kill, repeated)
     if repeated:  # the repeat comes right after the kill and is the message sent last before it
         assert sent[received_before_kill] == sent[received_before_kill - 1]
-    for stop in (c for c in calls if c.action == "StopTransaction"):
-        start = [c for c in calls if c.action == "StartTransaction" and c.payload["idTag"] == stop.payload["idTag"]
-                 and c.answered][-1]
-        assert stop.payload["transactionId"] == start.response["transactionId"]
+    given = {c.payload["idTag"]: c.response["transactionId"] for c in calls  # the last answer counts
+             if c.action == "StartTransaction" and c.answered}
+    assert [c.payload["transactionId"] for c in calls if c.action == "StopTransaction"] == [
+        given[f"TAG{n}"] for n in range(QUEUED_SESSIONS)]
 
 
 async def _all_delivered(database: Path) -> bool:

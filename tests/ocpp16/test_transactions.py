@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bus import Bus, contract
 from bus.enums import ConnectorStatus, Standard, StopReason
 from bus.messages import ConnectorState, MeterReading, SessionStarted, SessionStopped
 from tests.support.waiting import async_wait_until
+from workers.ocpp16 import payloads
+from workers.ocpp16.txqueue import TransactionQueue, db
 from workers.sim.csms import Csms
 
 TRANSACTION_ACTIONS = ("StartTransaction", "MeterValues", "StopTransaction")
@@ -75,3 +79,44 @@ async def _gone(bus: Bus, connector_id: int) -> bool:
 async def _queue_empty(bus: Bus) -> bool:
     link = await bus.get(contract.OCPP_LINK)
     return link is not None and link.connected and link.queued_messages == 0
+
+
+def _queue_session(queue: TransactionQueue, session_id: str) -> None:
+    started = SessionStarted(session_id=session_id, connector_id=1, id_tag="AA01", meter_start_wh=1_000)
+    queue.record_start(started, payloads.start_transaction(started), None)
+    stopped = SessionStopped(session_id=session_id, connector_id=1, meter_stop_wh=1_500,
+                             reason=StopReason.LOCAL)
+    queue.record_stop(stopped, payloads.stop_transaction(stopped, None), None)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_window_fills_in_the_transaction_id_known_in_the_database_or_settled_in_it() -> None:
+    """One query reads the next messages; a Stop gets its transactionId from the Transaction row
+    (Start answered before the window was read), from its Start answered within the window, or
+    -1 when its Start was given up (errata 3.18)."""
+    queue = TransactionQueue(attempts=1, retry_interval_s=0)
+    for session_id in ("answered-before", "answered-within", "given-up"):
+        await db(_queue_session, queue, session_id)
+    first = await db(queue.window)
+    start = first.next()
+    assert start is not None and start.action == "StartTransaction"
+    await db(queue.delivered, start, {"transaction_id": 41})
+
+    window = await db(queue.window)
+    assert len(window) == 5
+    stop = window.next()
+    assert stop is not None and stop.payload["transactionId"] == 41
+    window.delivered(stop, await db(queue.delivered, stop, {}))
+    start = window.next()
+    assert start is not None and start.session_id == "answered-within"
+    tx = await db(queue.delivered, start, {"transaction_id": 42})
+    window.delivered(start, tx.transaction_id if tx else None)
+    stop = window.next()
+    assert stop is not None and stop.payload["transactionId"] == 42
+    window.delivered(stop, await db(queue.delivered, stop, {}))
+    start = window.next()
+    assert start is not None and await db(queue.failed_attempt, start.row_id, "refused")  # given up
+    window.given_up(start)
+    stop = window.next()
+    assert stop is not None and stop.payload["transactionId"] == -1
+    assert (await db(queue.window)).next() == stop  # read again: the same, from the database

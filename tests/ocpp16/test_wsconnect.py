@@ -1,6 +1,7 @@
-"""wsconnect reads what it needs from a frame's head only, as parsed JSON: the message id for
-the open-call tracking (however the CSMS escaped it) and, for the logs, whether a frame is the
-ChangeConfiguration that carries the AuthorizationKey (however the key is spelled)."""
+"""The transport reads what it needs from a frame's head only, as parsed JSON (frame_text.py):
+the message id for wsconnect's open-call tracking (however the CSMS escaped it) and, for the
+logs, whether a frame is the ChangeConfiguration that carries the AuthorizationKey (however
+the key is spelled)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,13 @@ from contextlib import asynccontextmanager
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
+from workers.ocpp16.frame_text import HIDDEN_FRAME, FrameHead, frame_head, redact_frame
 from workers.ocpp16.wsconnect import (
-    HIDDEN_FRAME,
     MAX_FRAME_BYTES,
     SUBPROTOCOL,
-    FrameHead,
     OcppSocket,
     TransportSettings,
-    frame_head,
     open_connection,
-    redact_frame,
 )
 
 SECRET = "4f43415f4f4354545f61646d696e5f74657374"  # hex of the OCTT TC_073_CS password

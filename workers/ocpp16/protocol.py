@@ -15,10 +15,10 @@ Library limits handled here (ocpp16.md §6.2, §6.3):
 - a CALLRESULT/CALLERROR reaches the library only if a `call()` waits for that very id: a late,
   duplicate or unknown answer is logged and dropped instead of being taken by the next call;
 - a CALL still waiting when the socket drops fails at once instead of at the response timeout;
-- the response timeout is the library's only per ChargePoint, fixed when it is built: `call()`
-  applies MessageTimeout itself, read for each CALL, so a change counts from the next one;
+- the library fixes its response timeout when a ChargePoint is built: `call()` applies
+  MessageTimeout itself, read for each CALL, so a change counts from the very next one;
 - our CALLs and their answers are checked against the schemas here, inline (frames.py), and the
-  library is told to skip its checks, which run on a worker thread and cost more than they check.
+  library skips its own checks, which run on a worker thread and cost more than they check.
 Handlers never call the CSMS themselves (no re-entrancy): follow-up CALLs go from tasks.
 """
 

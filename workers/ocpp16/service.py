@@ -1,6 +1,7 @@
 """The ocpp16 service: the station's OCPP 1.6-J charge point.
 
-Provides: the bus command contract.AUTHORIZE; keys contract.OCPP_LINK and OCPP_TRANSACTION.
+Provides: the bus commands contract.AUTHORIZE and OCPP_DATA_TRANSFER; keys contract.OCPP_LINK,
+OCPP_TRANSACTION, OCPP_LIMIT, RESERVATIONS, SESSION_RULES and OCPP_DEAUTHORIZED.
 Requires: streams contract.SESSIONS and CONNECTOR_CHANGES, keys contract.STATION, CONNECTOR,
 METER; commands contract.START, STOP and AVAILABILITY (smartw) and RESTART (chargepoint, for
 Reset); tables Transaction and OutboxMessage (writer).
@@ -24,6 +25,7 @@ from ocpp.v16.enums import RegistrationStatus
 
 from bus import Service, contract
 from bus.messages import OcppLink
+from bus.tasks import cancel_and_wait
 from workers.ocpp16 import config_keys as keys
 from workers.ocpp16.clock_aligned import ClockAlignedSampler
 from workers.ocpp16.config_keys import IntervalPacer, InvalidValue
@@ -56,8 +58,8 @@ async def first_done(*jobs: Awaitable[object]) -> None:
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in tasks:
-            task.cancel()
+        # Cancelled until they end: on Python 3.11 redis-py can swallow a single cancel (bus/tasks.py).
+        await cancel_and_wait(tasks)
         await asyncio.gather(*tasks, return_exceptions=True)
     for task in done:
         if not task.cancelled() and task.exception() is not None:

@@ -77,8 +77,8 @@ class Outgoing:
 
 class Window:
     """The next pending messages, in order. A StartTransaction answered (or given up) while the
-    window is sent is `settle`d here, so its session's later messages in the window get the
-    transactionId without reading the database again."""
+    window is sent is noted here (`delivered`, `given_up`), so its session's later messages in
+    the window get the transactionId without reading the database again."""
 
     def __init__(self, messages: Iterable[Outgoing]) -> None:
         self._messages = deque(messages)

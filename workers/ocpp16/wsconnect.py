@@ -21,11 +21,8 @@ closes and reconnects at once.
 
 Secrets: the Basic password travels only as bytes in `TransportSettings` (not in its repr);
 the Authorization header is built here and the handshake logger never logs at DEBUG, where
-websockets would print every header; frames are logged with the AuthorizationKey masked.
-
-Frames are up to 4 MiB, so what the transport needs from one (message type, message id, the
-action of a CALL) is read from its head only (`frame_head`), as JSON: ids and actions are
-compared and checked as parsed strings, whatever escapes or non-ASCII text the CSMS wrote.
+websockets would print every header; frames are logged with the AuthorizationKey masked
+(frame_text.redact_frame). The open-call tracking reads only a frame's head (frame_text).
 """
 
 from __future__ import annotations
@@ -33,10 +30,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import logging
 import random
-import re
 import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,6 +41,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from workers.ocpp16.frame_text import CALL, frame_head, redact_frame
 
 log = logging.getLogger(__name__)
 # websockets logs every handshake header at DEBUG, the Authorization header included: its
@@ -62,22 +59,12 @@ RANDOM_PART = 0.5  # each delay gets up to +50 % at random
 MAX_FRAME_BYTES = 4 * 1024 * 1024  # largest incoming frame (websockets' default is 1 MiB)
 REOPEN_GRACE_S = 5.0  # a requested reopen waits at most this long for open CALLs to be answered
 HTTP_UNAUTHORIZED = 401
-SECRET_KEY_NAME = "authorizationkey"  # ChangeConfiguration value masked in frame logs
-SECRET_CARRIER = "ChangeConfiguration"  # the one CALL that carries it
-HIDDEN = "***"
-HIDDEN_FRAME = "<frame hidden: it may carry the AuthorizationKey>"
-CALL = 2  # the OCPP-J message type id of a CALL (3, 4: its answers)
 # TLS alert reasons (OpenSSL) meaning "the TLS version was refused" / "the CSMS refused our certificate"
 TLS_VERSION_REASONS = frozenset({"UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION",
                                  "NO_PROTOCOLS_AVAILABLE"})
 CLIENT_CERTIFICATE_REASONS = frozenset({"TLSV13_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_BAD_CERTIFICATE",
                                         "TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_CERTIFICATE_UNKNOWN"})
 
-# The head of a frame, up to the opening quote of the message id; the strings themselves are
-# read by the JSON decoder (C, linear), so no pattern here backtracks over a long frame.
-_HEAD = re.compile(r'[ \t\n\r]*\[[ \t\n\r]*([234])[ \t\n\r]*,[ \t\n\r]*(?=")')
-_NEXT_STRING = re.compile(r'[ \t\n\r]*,[ \t\n\r]*(?=")')
-_decoder = json.JSONDecoder()
 
 
 class FailureKind(StrEnum):
@@ -133,69 +120,6 @@ def basic_authorization(user: str, password: bytes) -> str:
     """The HTTP Basic header value from raw password bytes (OCPP-J §6.2.2: the AuthorizationKey's
     bytes, not its hex text, follow `<charge point id>:`)."""
     return "Basic " + base64.b64encode(user.encode() + b":" + password).decode("ascii")
-
-
-@dataclass(frozen=True)
-class FrameHead:
-    """What the transport reads from a frame: its message type, message id and, for a CALL,
-    its action (None if that is no string), each as parsed JSON."""
-
-    message_type: int
-    unique_id: str
-    action: str | None
-
-
-def _string_at(frame: str, index: int) -> tuple[str | None, int]:
-    """The JSON string starting at `index` (at a quote) and where it ends; None if it is broken."""
-    try:
-        return _decoder.raw_decode(frame, index)
-    except ValueError:
-        return None, index
-
-
-def frame_head(frame: str) -> FrameHead | None:
-    """The head of an OCPP-J frame, `[type, "id", "action", ...`, read without looking at the
-    rest; None if the frame does not start like an OCPP-J message."""
-    head = _HEAD.match(frame)
-    if head is None:
-        return None
-    unique_id, end = _string_at(frame, head.end())
-    if unique_id is None:
-        return None
-    message_type, action = int(head.group(1)), None
-    if message_type == CALL and (comma := _NEXT_STRING.match(frame, end)) is not None:
-        action, _ = _string_at(frame, comma.end())
-    return FrameHead(message_type, unique_id, action)
-
-
-def redact_frame(frame: str) -> str:
-    """The frame for a log: the value of a ChangeConfiguration(AuthorizationKey) is masked,
-    decided on the parsed JSON (the key may be written with escapes, in any case). A frame
-    that cannot be read and may name the key is hidden whole. Any other CALL, and every
-    answer, is returned as it is after reading its head only."""
-    head = frame_head(frame)
-    if head is not None and (head.message_type != CALL or head.action not in (SECRET_CARRIER, None)):
-        return frame
-    try:
-        message = json.loads(frame)
-    except (ValueError, RecursionError):
-        return HIDDEN_FRAME if _may_name_the_key(frame) else frame
-    if not (isinstance(message, list) and len(message) == 4 and message[0] == CALL
-            and message[2] == SECRET_CARRIER):
-        return frame
-    payload = message[3]
-    if isinstance(payload, dict) and set(payload) <= {"key", "value"} and isinstance(payload.get("key"), str):
-        if payload["key"].casefold() != SECRET_KEY_NAME:
-            return frame
-        message[3] = {**payload, "value": HIDDEN}
-    else:
-        message[3] = HIDDEN
-    return json.dumps(message)
-
-
-def _may_name_the_key(frame: str) -> bool:
-    """An unreadable frame might: it names the key, or it has escapes that could spell it."""
-    return SECRET_KEY_NAME in frame.casefold() or "\\u" in frame
 
 
 class Backoff:
