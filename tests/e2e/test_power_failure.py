@@ -100,6 +100,12 @@ async def _charging_with_one_connector_inoperative(csms: Csms, station: Station)
     assert await csms.remote_start(CHARGE_POINT_ID, "POWER-CUT", connector_id=CHARGING) == "Accepted"
     start = await csms.wait_for_call("StartTransaction", timeout_s=20)
     await status_notification(csms, CHARGING, "Charging")
+
+    async def recorded() -> bool:  # the answer is in the database, so the cut cannot make it resend
+        running = station.bus.get(contract.OCPP_TRANSACTION, connector_id=CHARGING)
+        return running is not None and running.transaction_id == start.response["transactionId"]
+
+    await async_wait_until(recorded, timeout_s=20, what="StartTransaction's answer recorded by ocpp16")
     return start
 
 

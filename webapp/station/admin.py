@@ -95,8 +95,8 @@ class TransactionAdmin(ReadOnlyAdmin):
 
 @admin.register(OutboxMessage)
 class OutboxMessageAdmin(ReadOnlyAdmin):
-    list_display = ("id", "action", "state", "attempts", "created_at", "delivered_at")
-    list_filter = ("state", "action")
+    list_display = ("id", "action", "lane", "state", "attempts", "created_at", "delivered_at")
+    list_filter = ("lane", "state", "action")
 
 
 @admin.register(RuntimeSettings)
@@ -107,4 +107,4 @@ class RuntimeSettingsAdmin(ReadOnlyAdmin):
 admin.site.site_header = "Station configurator"
 admin.site.site_title = "Station configurator"
 
-from webapp.station import admin_jobs  # noqa: E402, F401  (the jobs pages register themselves)
+from webapp.station import admin_jobs, admin_ocpp  # noqa: E402, F401  (they register themselves)
