@@ -38,14 +38,15 @@ INOPERATIVE = 1
 
 
 def power_cut(station: Station, redis_client: redis.Redis) -> None:
-    """Kill every process of the station at once, as a power cut does. chargepoint is frozen
+    """Kill every process of the station at once, as a power cut does (a service's children too,
+    e.g. RQ's scheduler, which would otherwise take later tests' jobs). chargepoint is frozen
     first, so it neither starts a replacement nor passes its own death on as a SIGTERM
     (child.py: the parent-death signal) before its children are gone."""
     os.kill(station.pid, signal.SIGSTOP)
     for pid in station.pids().values():
-        if pid is not None:
+        if pid is not None:  # each service leads its own process group: its children die with it
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.killpg(pid, signal.SIGKILL)
     os.kill(station.pid, signal.SIGKILL)
     station.process.wait(timeout=10)
     station.kill_leftovers()

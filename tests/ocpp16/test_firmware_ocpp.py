@@ -25,7 +25,6 @@ from workers.sim.csms import Csms
 
 MANUFACTURER_ROOT = "ManufacturerRootCertificate"
 SIGNATURE = base64.b64encode(b"\x01" * 64).decode()
-NOW = datetime.now(UTC)
 
 
 # ---- the signing certificate (firmware_signing.py) ------------------------------------------
@@ -43,7 +42,7 @@ def _signer(ca: CertificateAuthority, **options: object) -> x509.Certificate:
 def test_a_signing_certificate_issued_by_an_installed_root_is_trusted(
         manufacturer: CertificateAuthority) -> None:
     signer = _signer(manufacturer)
-    assert check_signing_certificate(pem(signer), [manufacturer.certificate], NOW) == signer
+    assert check_signing_certificate(pem(signer), [manufacturer.certificate], datetime.now(UTC)) == signer
 
 
 def test_a_signing_certificate_may_come_with_its_intermediate(manufacturer: CertificateAuthority) -> None:
@@ -52,9 +51,9 @@ def test_a_signing_certificate_may_come_with_its_intermediate(manufacturer: Cert
     intermediate = CertificateAuthority("Firmware CA", key, issued)
     signer = _signer(intermediate)
     roots = [manufacturer.certificate]
-    assert check_signing_certificate(pem(signer) + intermediate.pem, roots, NOW) == signer
+    assert check_signing_certificate(pem(signer) + intermediate.pem, roots, datetime.now(UTC)) == signer
     with pytest.raises(InvalidCertificate, match="not issued by an installed"):
-        check_signing_certificate(pem(signer), roots, NOW)  # intermediate missing
+        check_signing_certificate(pem(signer), roots, datetime.now(UTC))  # intermediate missing
 
 
 @pytest.mark.parametrize("case, reason", [
@@ -71,7 +70,7 @@ def test_an_untrusted_signing_certificate_is_refused_saying_why(manufacturer: Ce
     certificate, roots = {
         "wrong root": (pem(_signer(other)), [manufacturer.certificate]),
         "no root": (pem(_signer(manufacturer)), []),
-        "expired": (pem(_signer(manufacturer, valid_from=NOW - timedelta(days=100), days=30)),
+        "expired": (pem(_signer(manufacturer, valid_from=datetime.now(UTC) - timedelta(days=100), days=30)),
                     [manufacturer.certificate]),
         "self-signed": (manufacturer.pem, [manufacturer.certificate]),
         "garbage": ("hello", [manufacturer.certificate]),
@@ -79,7 +78,7 @@ def test_an_untrusted_signing_certificate_is_refused_saying_why(manufacturer: Ce
                        [manufacturer.certificate]),
     }[case]
     with pytest.raises(InvalidCertificate, match=reason):
-        check_signing_certificate(certificate, roots, NOW)
+        check_signing_certificate(certificate, roots, datetime.now(UTC))
 
 
 # ---- over OCPP -------------------------------------------------------------------------------

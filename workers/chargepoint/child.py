@@ -119,6 +119,10 @@ class Child:
         if self.process is None or self.process.poll() is None:
             return False
         code = self.process.returncode
+        # Whatever the service started and left behind (e.g. RQ's scheduler) dies with it: it
+        # would keep reading the bus and take work meant for the next instance.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.last_exit_code, self.process = code, None
         if self.stopped:
             return True
