@@ -189,6 +189,21 @@ def test_report_converts_units_rounds_to_a_tenth_and_fills_gaps_with_the_hardwar
                                                    {"startPeriod": 100, "limit": 8.3}]}  # no startSchedule
 
 
+def test_a_rise_less_than_a_second_away_starts_at_the_next_second_and_is_never_dropped() -> None:
+    """Whole seconds on the wire: the lower limit holds for the second the change falls in, the
+    higher one follows from the next second (found by the full suite: asked 0.4 s before a rise,
+    the report once said the lower limit for the whole duration)."""
+    rise = profile(1, Purpose.tx_default_profile, [(0, 10), (3, 20)])
+    situation = Situation((rise,), {}, T0)
+    start, end = T0 + timedelta(seconds=2.6), T0 + timedelta(seconds=62.6)
+    found = segments(lambda t: connector_limit(situation, THREE_PHASE, t), start, end)
+    assert build_report(found, start, 60, RateUnit.amps, THREE_PHASE).periods == ((0, 10.0), (1, 20.0))
+    drop = profile(2, Purpose.tx_default_profile, [(0, 20), (3, 10)])
+    situation = Situation((drop,), {}, T0)
+    found = segments(lambda t: connector_limit(situation, THREE_PHASE, t), start, end)
+    assert build_report(found, start, 60, RateUnit.amps, THREE_PHASE).periods == ((0, 10.0),)
+
+
 def test_report_without_any_profile_is_the_hardware_ceiling_in_watts() -> None:
     report = _report([], 60, None, ONE_PHASE)
     assert (report.unit, report.periods) == (RateUnit.watts, ((0, 7_360.0),))

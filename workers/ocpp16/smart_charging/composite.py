@@ -50,8 +50,18 @@ def build_report(found: Sequence[Segment], start: datetime, duration_s: int, ask
             break
         watts = min(scope.max_w, math.inf if segment.limit is None else segment.limit.watts)
         limit = round(from_watts(watts, unit, scope.phases), 1)
-        if periods and periods[-1][0] == offset_s:  # two changes within one second: the lower holds
-            limit = min(limit, periods.pop()[1])
+        # Changes within one whole second: the lowest holds for that second; a higher one
+        # starts at the next second (never dropped for the rest of the schedule).
+        while periods and periods[-1][0] >= offset_s:
+            previous_s, previous_limit = periods[-1]
+            if limit <= previous_limit:
+                periods.pop()
+                offset_s = previous_s
+            else:
+                offset_s = previous_s + 1
+                break
+        if offset_s >= duration_s and periods:
+            continue
         if not periods or periods[-1][1] != limit:
             periods.append((offset_s, limit))
     return CompositeReport(start, duration_s, unit, tuple(periods))
