@@ -20,10 +20,10 @@ from workers.ocpp16.config_keys import (
     ConfigKey,
     ConfigurationStore,
     Holder,
-    IntervalPacer,
     InvalidValue,
     Kind,
 )
+from workers.ocpp16.pacing import IntervalPacer
 
 ACCEPTED, REJECTED = ConfigurationStatus.accepted, ConfigurationStatus.rejected
 OWN_KEYS = [key for key in ALL_KEYS if key.holder is Holder.OCPP16]

@@ -14,16 +14,13 @@ to the same typed value (round trip), so what GetConfiguration reports is what i
 
 Vendor keys (prefix `Station`) expose the station's own settings the same way. Those smartw
 owns (`Holder.SMARTW`) are never stored here: vendor_keys.py reads and changes them at smartw.
-Other modules follow a key with `store.listen` (or `IntervalPacer` for a loop paced by one).
+Other modules follow a key with `store.listen` (or `IntervalPacer` in pacing.py for a loop paced by one).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -394,35 +391,3 @@ class ConfigurationStore:
             else:
                 found[key.name] = key
         return list(found.values()), list(unknown)
-
-
-class IntervalPacer:
-    """Paces a loop by a seconds key and follows a change at once: the wait is counted from the
-    last tick with the newest value, so a shorter interval that has already passed ticks now (a
-    CSMS lowering HeartbeatInterval from 300 s to 10 s must not wait out the old 300 s).
-    An interval of 0 means "off": `wait` then returns only after the key becomes positive."""
-
-    def __init__(self, store: ConfigurationStore, key: ConfigKey,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._store = store
-        self._key = key
-        self._clock = clock
-        self._changed = asyncio.Event()
-        self._last = clock()
-        store.listen(key, lambda *_: self._changed.set())
-
-    def restart(self) -> None:
-        """Count the next interval from now."""
-        self._last = self._clock()
-
-    async def wait(self) -> None:
-        """Until one interval has passed since the last tick (or `restart`)."""
-        while True:
-            self._changed.clear()
-            interval_s = self._store.get(self._key)
-            remaining_s = self._last + interval_s - self._clock() if interval_s > 0 else None
-            if remaining_s is not None and remaining_s <= 0:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining_s)
-        self._last = self._clock()

@@ -28,12 +28,13 @@ from bus.messages import OcppLink
 from bus.tasks import cancel_and_wait
 from workers.ocpp16 import config_keys as keys
 from workers.ocpp16.clock_aligned import ClockAlignedSampler
-from workers.ocpp16.config_keys import IntervalPacer, InvalidValue
+from workers.ocpp16.config_keys import InvalidValue
 from workers.ocpp16.context import BackgroundFeature, ChargePointContext, ConnectedFeature
 from workers.ocpp16.features import build_features
 from workers.ocpp16.frame_log import FrameLog
 from workers.ocpp16.meter import MeterSampler
 from workers.ocpp16.notices import Notices
+from workers.ocpp16.pacing import IntervalPacer
 from workers.ocpp16.persisted import change_configuration, load_configuration
 from workers.ocpp16.protocol import CallFailure, CsmsCallError, CsmsConnection
 from workers.ocpp16.remote import BusRemoteControl
