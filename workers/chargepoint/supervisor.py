@@ -23,7 +23,7 @@ from bus import contract
 from bus.contract import CommandSpec, Rep, Req
 from bus.messages import CommandResult, ExitForUpdateRequest, Heartbeat, RestartRequest, SupervisorState
 from bus.service import REDIS_ERRORS, Service
-from bus.tasks import cancel_and_wait
+from bus.tasks import cancel_and_wait, run_all
 from webapp.env import REPO_ROOT
 from workers.chargepoint.child import STARTUP_GRACE_S, Child
 from workers.chargepoint.exit_codes import ExitCode
@@ -176,8 +176,8 @@ class Supervisor(Service):
         self._published, self._published_at = comparable, now
 
     async def _serve_commands(self) -> None:
-        await asyncio.gather(self._serve(contract.EXIT_FOR_UPDATE, self._exit_for_update),
-                             self._serve(contract.RESTART, self._restart_services))
+        await run_all(self._serve(contract.EXIT_FOR_UPDATE, self._exit_for_update),
+                      self._serve(contract.RESTART, self._restart_services))
 
     async def _serve(self, spec: CommandSpec[Req, Rep], handler: Callable[[Req], Awaitable[Rep]]) -> None:
         while not self.stopping.is_set():

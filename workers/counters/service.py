@@ -20,13 +20,12 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bus import Service, contract
 from bus.messages import MeterReading
+from bus.tasks import run_all
 from workers.common.device_status import DeviceStatusPublisher
 from workers.common.station_config import MeterConfig, StationConfig, load_from_settings
 from workers.counters.plausibility import EnergyGuard
@@ -144,7 +143,7 @@ class CountersService(Service):
                 MeterPoller(plan, open_meter_driver(plan.config, config.buses[plan.config.bus], hubs, lines),
                             saved.get(plan.name, 0.0))
                 for plan in plan_meters(config)]
-            await _run_all([self._poll_forever(poller) for poller in self.pollers])
+            await run_all(*(self._poll_forever(poller) for poller in self.pollers))
         finally:
             for hub in hubs.values():
                 await hub.close()
@@ -171,16 +170,3 @@ class CountersService(Service):
         await self.devices.succeeded(poller.device, bus_name=poller.bus_name, fault=reading.anomaly)
 
 
-async def _run_all(jobs: list[Coroutine[Any, Any, None]]) -> None:
-    """Run the pollers together; the first one to fail (e.g. Redis lost) stops the others and
-    its exception propagates unchanged, so the base class can reconnect."""
-    tasks = [asyncio.create_task(job) for job in jobs]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            if task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

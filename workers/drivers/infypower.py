@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import can
 
+from bus.tasks import run_all
 from workers.common.device_status import DeviceHealth, DeviceStatusPublisher
 from workers.common.station_config import PowerModulesConfig
 from workers.drivers.can_link import CanLink, CanSettings
@@ -204,15 +205,9 @@ class InfypowerModules:
         """Poll and re-send until cancelled; the first error (e.g. from `on_reading` or a lost
         Redis) propagates unchanged. However it ends, every module is switched off."""
         self.link.start(self._on_frame)
-        tasks = [asyncio.create_task(self._poll_forever()), asyncio.create_task(self._resend_forever())]
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()
+            await run_all(self._poll_forever(), self._resend_forever())
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             if self.link.connected:
                 await self.switch_all_off()
             await self.link.stop()

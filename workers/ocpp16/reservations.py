@@ -33,6 +33,7 @@ from ocpp.v16.enums import ReservationStatus
 from bus import Bus, contract
 from bus.enums import ConnectorStatus
 from bus.messages import ReservationHold, Reservations, SessionStarted, utcnow
+from bus.tasks import run_all
 from webapp.station.models import Reservation
 from workers.ocpp16 import config_keys as keys
 from workers.ocpp16.config_keys import ConfigurationStore
@@ -137,10 +138,8 @@ class ReservationKeeper:
             await self._publish()
         self._loaded.set()
         log.info("%d reservation(s) in force", len(self._holds))
-        async with asyncio.TaskGroup() as group:  # one failing cancels the others
-            for work in (self._expire(), self._follow_sessions(), self._follow_connectors(),
-                         self._follow_station()):
-                group.create_task(work)
+        await run_all(self._expire(), self._follow_sessions(), self._follow_connectors(),
+                      self._follow_station())  # one failing cancels the others
 
     async def _expire(self) -> None:
         while True:

@@ -25,7 +25,7 @@ from ocpp.v16.enums import RegistrationStatus
 
 from bus import Service, contract
 from bus.messages import OcppLink
-from bus.tasks import cancel_and_wait
+from bus.tasks import first_done
 from workers.ocpp16 import config_keys as keys
 from workers.ocpp16.clock_aligned import ClockAlignedSampler
 from workers.ocpp16.config_keys import InvalidValue
@@ -51,20 +51,6 @@ log = logging.getLogger(__name__)
 
 BOOT_RETRY_FIRST_S = 5.0  # BootNotification retry after a failure or an interval of 0, doubling
 BOOT_RETRY_MAX_S = 300.0
-
-
-async def first_done(*jobs: Awaitable[object]) -> None:
-    """Run jobs together; when the first ends, cancel the rest and re-raise its error if any."""
-    tasks = [asyncio.ensure_future(job) for job in jobs]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        # Cancelled until they end: on Python 3.11 redis-py can swallow a single cancel (bus/tasks.py).
-        await cancel_and_wait(tasks)
-        await asyncio.gather(*tasks, return_exceptions=True)
-    for task in done:
-        if not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
 
 
 class Ocpp16Service(Service):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bus import Service, contract
+from bus.tasks import cancel_and_wait
 from workers.common.station_config import ConfigError, PowerModulesConfig, StationConfig, load_from_settings
 from workers.sim.commands import SimCommands
 from workers.sim.faults import DeviceRegistry
@@ -144,9 +145,7 @@ class SimService(Service):
                 task.result()  # a Redis error propagates; the devices stay up
             await physics  # stopping: the loop ends and stops the devices; a crash raises here
         finally:
-            for task in serving:
-                task.cancel()
-            await asyncio.gather(*serving, return_exceptions=True)
+            await cancel_and_wait(serving)
 
     async def _ensure_hardware(self) -> tuple[SimHardware, asyncio.Task[None]]:
         if self._hardware is None or self._physics is None:

@@ -23,7 +23,7 @@ import logging
 from bus import Service, contract
 from bus.enums import StopReason
 from bus.messages import CardPresented, utcnow
-from bus.tasks import cancel_and_wait
+from bus.tasks import cancel_and_wait, run_all
 from webapp.station.models import ChargingSession
 from workers.common.station_config import load_from_settings
 from workers.drivers.infypower import InfypowerModules
@@ -52,7 +52,7 @@ class SmartwService(Service):
             await logic.requests.availability.load()  # before the first status is published
             await open_unloaded(hardware, logic.connectors)
             await self._close_orphan_sessions(logic)
-            await asyncio.gather(
+            await run_all(
                 *([self._power_module_loop(modules)] if modules is not None else []),
                 self._guard_loop(logic, config.io_module.poll_s),
                 self._control_loop(logic, config.io_module.poll_s),
