@@ -134,6 +134,13 @@ OPERATOR_LIMIT = KeySpec(
     "with an expiry is written with a TTL ending at it. smartw obeys it (workers/smartw/limits.py).",
 )
 
+HMI_SETTINGS = KeySpec(
+    "settings:hmi", m.HmiSettings, "web (configurator)",
+    "The kiosk's operator settings: language, QR links, whether Stop needs the card. Written from "
+    "the database (StationSetting) at start, on every change and every few seconds, so a Redis "
+    "restart loses nothing.",
+)
+
 # ---- streams --------------------------------------------------------------------------
 
 CARDS = StreamSpec(
@@ -239,12 +246,29 @@ OCPP_DATA_TRANSFER = CommandSpec(
     timeout_s=35.0,
 )
 
+SHUTDOWN = CommandSpec(
+    "chargepoint.shutdown", m.ShutdownRequest, m.CommandResult, "chargepoint",
+    "Stop every service and exit 0, as on SIGTERM (the configurator's Shutdown; ops/start.sh then "
+    "exits). Answered at once, before the services stop.",
+    timeout_s=1.0,
+)
+OCPP_CONFIGURE = CommandSpec(
+    "ocpp16.configure", m.OcppConfigureRequest, m.OcppConfigureReply, "ocpp16",
+    "Change the CSMS URL, charge point id, SecurityProfile or AuthorizationKey from the "
+    "configurator; persisted by ocpp16 and applied by reconnecting, without a restart.",
+)
+SELF_TEST = CommandSpec(
+    "diag.self_test", m.SelfTestRequest, m.DiagReport, "diag",
+    "Run the self-test now (the whole station, or one subject) and return the report.",
+)
+
 ALL_KEYS: tuple[KeySpec[Any], ...] = (
     HEARTBEAT, METER, CONNECTOR, STATION, OCPP_LINK, OCPP_TRANSACTION, SUPERVISOR,
     DIAG, DEVICE, POWER_MODULE, OCPP_LIMIT, OPERATOR_LIMIT, RESERVATIONS, SESSION_RULES, OCPP_DEAUTHORIZED,
+    HMI_SETTINGS,
 )
 ALL_STREAMS: tuple[StreamSpec[Any], ...] = (CARDS, SESSIONS, CONNECTOR_CHANGES, STATION_CHANGES,
                                             AUTH_RESULTS, DEVICE_CHANGES, FILE_TRANSFERS)
 ALL_COMMANDS: tuple[CommandSpec[Any, Any], ...] = (START, STOP, AUTHORIZE, SIM, SIM_DEVICES,
                                                  EXIT_FOR_UPDATE, RESTART, AVAILABILITY, FREE_MODE, UNLOCK,
-                                                 OCPP_DATA_TRANSFER)
+                                                 OCPP_DATA_TRANSFER, SHUTDOWN, OCPP_CONFIGURE, SELF_TEST)

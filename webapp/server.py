@@ -1,4 +1,5 @@
-"""The web service (`python -m webapp`): uvicorn serving webapp.asgi inside a bus.Service.
+"""The web service (`python -m webapp`): uvicorn serving webapp.asgi inside a bus.Service,
+beside the loop that keeps the operator settings on the bus (settings_publisher).
 
 The Service base class owns the process: heartbeat, signals, Redis reconnect. uvicorn is
 run embedded, without its own signal handlers, and told to exit when `stopping` is set, so a
@@ -19,7 +20,9 @@ import uvicorn
 from django.conf import settings
 
 from bus import Service
+from bus.tasks import cancel_and_wait
 from webapp.station.bus_state import station_config
+from webapp.station.settings_publisher import keep_published
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +74,12 @@ class WebService(Service):
             proxy_headers=False,
         ))
         watcher = asyncio.create_task(self._exit_when_stopping(server), name="web.stop-watcher")
+        publisher = asyncio.create_task(keep_published(self.bus, self.stopping), name="web.settings")
         log.info("web service listening on http://%s:%s", host, port)
         try:
             await server.serve(sockets=[sock])
         finally:
-            watcher.cancel()
+            await cancel_and_wait([watcher, publisher])
             sock.close()
 
     async def _exit_when_stopping(self, server: uvicorn.Server) -> None:

@@ -1,10 +1,15 @@
-"""URL map: /admin/ configurator, /hmi/ kiosk, /django-rq/ job dashboard."""
+"""URL map: /admin/ configurator (Django admin), /configurator/ its own pages, /api/ REST API,
+/django-rq/ job dashboard, /hmi/ kiosk."""
 
 from django.contrib import admin
 from django.urls import include, path
 
+from webapp.api import api
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("configurator/", include("webapp.station.configurator.urls")),
+    path("api/", api.urls),
     path("django-rq/", include("django_rq.urls")),
     path("", include("webapp.station.urls")),
 ]

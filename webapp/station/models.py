@@ -193,3 +193,8 @@ from webapp.station.ocpp_models import (  # noqa: E402,F401  (Django finds model
     Reservation,
     SecurityEvent,
 )
+from webapp.station.operator_models import (  # noqa: E402,F401  (Django finds models in this module)
+    ApiToken,
+    AuditEntry,
+    StationSetting,
+)

@@ -1,0 +1,1 @@
+"""The configurator's own pages (beside the Django admin), at /configurator/, login required."""

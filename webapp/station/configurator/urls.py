@@ -1,0 +1,3 @@
+"""URLs of the configurator's pages."""
+
+urlpatterns: list = []
