@@ -141,10 +141,15 @@ async def change_setting(actor: Actor, name: str, value: Any) -> Outcome:
 @sync_to_async
 def _store_setting(name: str, value: Any, username: str) -> Any:
     """Save the value; returns the previous one (the default if it was never changed)."""
+    default = operator_settings.BY_NAME[name].default
     with transaction.atomic():
         row = StationSetting.objects.select_for_update().filter(name=name).first()
-        before = row.value if row is not None else operator_settings.BY_NAME[name].default
-        StationSetting.objects.update_or_create(name=name, defaults={"value": value, "changed_by": username})
+        before = row.value if row is not None else default
+        if value == default:  # back to the default: no row (the audit log keeps who did it)
+            StationSetting.objects.filter(name=name).delete()
+        else:
+            StationSetting.objects.update_or_create(name=name,
+                                                    defaults={"value": value, "changed_by": username})
     return before
 
 
