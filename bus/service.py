@@ -99,15 +99,21 @@ class Service(ABC):
         return 0
 
     def _on_signal(self) -> None:
-        task = self._run_task
         if self.stopping.is_set():
             log.warning("%s: second stop signal, cancelling now", self.name)
-            self._cancel_run(task)
+            self._cancel_run(self._run_task)
+            return
+        self.request_stop()
+
+    def request_stop(self) -> None:
+        """Stop as on a first SIGTERM: `stopping` is set, the work in hand finishes, run() is
+        cancelled after stop_grace_s. A repeated request changes nothing (unlike a second signal)."""
+        if self.stopping.is_set():
             return
         log.info("%s: stop requested, finishing work in hand", self.name)
         self.stopping.set()
-        if task:
-            asyncio.get_running_loop().call_later(self.stop_grace_s, self._cancel_run, task)
+        if self._run_task:
+            asyncio.get_running_loop().call_later(self.stop_grace_s, self._cancel_run, self._run_task)
 
     def _cancel_run(self, task: asyncio.Task[None] | None) -> None:
         if task is not None and not task.done():

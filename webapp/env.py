@@ -7,10 +7,18 @@ start-up with a message naming the variable.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+KIOSK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+"""The kiosk browser runs on the station itself and loads the HMI from one of these."""
+ALL_INTERFACES = ("", "0.0.0.0", "::")  # WEB_HOST values that serve every network, the LAN's too
+DEFAULT_PORTS = {"http": 80, "https": 443}
+HOST_NAME = re.compile(r"[a-z0-9_\-:%][a-z0-9._\-:%]*")  # a name or address; no wildcard, no ".x"
 
 
 class EnvError(ValueError):
@@ -26,9 +34,13 @@ class StationEnv:
     csms_url: str
     charge_point_id: str
     web_port: int
+    hmi_allowed_origins: tuple[str, ...]
+    """Pages that may open the HMI websocket (HMI_ALLOWED_ORIGINS); default: the kiosk's own."""
+    web_https: bool
+    """WEB_HTTPS=1: the configurator is reached over HTTPS through a TLS proxy in front."""
 
     @classmethod
-    def from_environ(cls, environ: dict[str, str] | None = None) -> StationEnv:
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> StationEnv:
         env = os.environ if environ is None else environ
         data_dir = Path(env.get("STATION_DATA_DIR", str(REPO_ROOT / "var"))).resolve()
         port_text = env.get("WEB_PORT", "8000")
@@ -45,6 +57,8 @@ class StationEnv:
             csms_url=csms_url,
             charge_point_id=env.get("OCPP_CHARGE_POINT_ID", "SIM-0001"),
             web_port=int(port_text),
+            hmi_allowed_origins=_origins(env, "HMI_ALLOWED_ORIGINS", default=_own_origins(env, port_text)),
+            web_https=_flag(env, "WEB_HTTPS"),
         )
 
     @property
@@ -59,3 +73,57 @@ class StationEnv:
     @property
     def archives_dir(self) -> Path:
         return self.data_dir / "archives"
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    text = env.get(name, "0")
+    if text not in ("0", "1"):
+        raise EnvError(f"{name} must be 0 or 1, got {text!r}")
+    return text == "1"
+
+
+def _own_origins(env: Mapping[str, str], port_text: str) -> tuple[str, ...]:
+    """The web service's own origins: the kiosk's, and WEB_HOST's when it names one address
+    (the kiosk then has to load the page from there)."""
+    hosts = list(KIOSK_HOSTS)
+    web_host = env.get("WEB_HOST", "127.0.0.1")
+    if web_host not in ALL_INTERFACES:
+        hosts.append(f"[{web_host}]" if ":" in web_host else web_host)
+    return tuple(f"http://{host}:{port_text}" for host in hosts)
+
+
+def _origins(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated list of web origins; no wildcards: a page that is not listed must not
+    be able to drive the station."""
+    text = env.get(name)
+    if text is None:
+        return tuple(dict.fromkeys(origin for origin in map(canonical_origin, default) if origin))
+    origins: list[str] = []
+    for item in (item.strip() for item in text.split(",")):
+        origin = canonical_origin(item) if item else None
+        if item and origin is None:
+            raise EnvError(f"{name}: {item!r} is not an origin like http://192.168.1.10:8000 "
+                           "(scheme http or https, host, optional port; nothing else)")
+        if origin is not None and origin not in origins:
+            origins.append(origin)
+    if not origins:
+        raise EnvError(f"{name} must list at least one origin, e.g. http://127.0.0.1:8000")
+    return tuple(origins)
+
+
+def canonical_origin(text: str) -> str | None:
+    """An origin as browsers send it in the Origin header (lower case, no default port, no
+    trailing slash), or None when `text` is not one (e.g. "null", a path, a wildcard)."""
+    parts = urlsplit(text.strip().removesuffix("/"))
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        return None
+    host = parts.hostname or ""
+    if (parts.scheme not in DEFAULT_PORTS or not HOST_NAME.fullmatch(host) or port == 0
+            or parts.username is not None or parts.path or parts.query or parts.fragment):
+        return None
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != DEFAULT_PORTS[parts.scheme]:
+        netloc += f":{port}"
+    return f"{parts.scheme}://{netloc}"

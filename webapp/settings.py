@@ -27,7 +27,10 @@ def _secret_key() -> str:
 
 BASE_DIR = REPO_ROOT
 SECRET_KEY = _secret_key()
-DEBUG = os.environ.get("DJANGO_DEBUG") == "1"
+DEBUG = os.environ.get("DJANGO_DEBUG") == "1"  # never on a station: it shows settings and code
+# "*": a station is reached by an address its LAN hands out (DHCP), not known at install time.
+# Checking Host would guard against DNS rebinding, which gains a foreign page nothing here: the
+# session cookie is bound to the real host, and the HMI websocket checks the page's Origin.
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "*").split(",")
 
 INSTALLED_APPS = [
@@ -39,6 +42,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_rq",
+    "ninja",  # serves Swagger UI's files itself: /api/docs works on a station without internet
     "webapp.station",
 ]
 
@@ -93,8 +97,27 @@ STATICFILES_DIRS = [("hmi", REPO_ROOT / "hmi_static")]
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
+# ---- browser security (README "Web security" says what an operator needs to know) ----------
+SESSION_COOKIE_AGE = 12 * 3600  # s: a configurator login lasts one shift, then asks again
 SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Strict"  # no other site can make a browser act with the login
+CSRF_COOKIE_HTTPONLY = True  # the admin, the API docs and our pages put the token in the page
 CSRF_COOKIE_SAMESITE = "Strict"
+# WEB_HTTPS=1: a TLS proxy in front (on the station) serves the configurator; cookies are then
+# never sent in clear, and the proxy's X-Forwarded-Proto tells Django the request was HTTPS.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = STATION_ENV.web_https
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if STATION_ENV.web_https else None
+X_FRAME_OPTIONS = "DENY"  # no page, the kiosk's included, is meant to be shown inside another
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+LOGIN_URL = "admin:login"  # the configurator has one login: the admin's
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 
 CHANNEL_LAYERS = {
     "default": {

@@ -18,6 +18,8 @@ class OcppLink(Message):
     connected: bool
     registration: Literal["None", "Accepted", "Pending", "Rejected"] = "None"
     csms_url: str
+    charge_point_id: str = Field(default="", max_length=48, description="the identity the station "
+                                 "connects as (the last part of the URL path)")
     queued_messages: int = Field(default=0, ge=0, description="transaction messages not yet delivered")
     at: datetime = Field(default_factory=utcnow)
 

@@ -55,7 +55,7 @@ class RestartRequest(Message):
 class DiagCheck(Message):
     """One self-test result: a device judged by what its owner publishes, or a service."""
 
-    kind: Literal["meter", "io_module", "service"]
+    kind: Literal["meter", "io_module", "service", "device"]
     subject: str = Field(description="meter name ('connector1'), 'io_module', or service name")
     state: CheckState
     age_s: float | None = Field(default=None, description="age of the value judged, s; None if missing")

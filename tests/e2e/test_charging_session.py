@@ -40,6 +40,8 @@ async def test_hmi_start_then_card_then_hmi_stop(csms: Csms, station: Station,
 
     await connector.locator(".connector-prompt").wait_for(state="hidden", timeout=10_000)
     await connector.locator('[data-action="stop"]').click(timeout=15_000)
+    await connector.locator(".connector-prompt").wait_for(state="visible", timeout=10_000)
+    await sim(station, "swipe", CARD)  # Stop needs the card that started the session (the default)
 
     stop = await csms.wait_for_call("StopTransaction", timeout_s=20)
     assert stop.payload["transactionId"] == start.response["transactionId"]

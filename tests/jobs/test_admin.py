@@ -121,10 +121,10 @@ def test_a_bad_range_is_shown_on_the_form_and_queues_nothing(admin_client, queue
     assert queue.count == 0
 
 
-def test_the_form_needs_the_permission_to_add_jobs(client) -> None:
+def test_the_form_needs_the_operator_role(client) -> None:
     client.force_login(staff_user("viewer", "view_jobrecord"))
     assert client.get(reverse(FORM_URL)).status_code == 403
-    client.force_login(staff_user("requester", "view_jobrecord", "add_jobrecord"))
+    client.force_login(staff_user("requester", "view_jobrecord", "operate_station"))
     assert client.get(reverse(FORM_URL)).status_code == 200
 
 

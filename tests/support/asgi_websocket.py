@@ -16,11 +16,15 @@ from asgiref.testing import ApplicationCommunicator
 
 
 class WebsocketCommunicator(ApplicationCommunicator):
-    """One websocket connection to `application` at `path`."""
+    """One websocket connection to `application` at `path`, from `origin` (default: the first
+    of the kiosk's allowed origins, as the kiosk's browser sends it)."""
 
-    def __init__(self, application: Any, path: str) -> None:
-        scope = {"type": "websocket", "path": path, "query_string": b"", "headers": [],
-                 "subprotocols": []}
+    def __init__(self, application: Any, path: str, origin: str | None = None) -> None:
+        from django.conf import settings
+
+        origin = origin or settings.STATION_ENV.hmi_allowed_origins[0]
+        scope = {"type": "websocket", "path": path, "query_string": b"",
+                 "headers": [(b"origin", origin.encode("latin-1"))], "subprotocols": []}
         super().__init__(application, scope)
 
     async def connect(self, timeout: float = 1) -> tuple[bool, Any]:

@@ -16,16 +16,9 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, async_playwright
 
+from workers.jobs.hmi_screenshot import CHROMIUM_ARGS
+
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = (
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
 DEFAULT_VIEWPORT = {"width": 1280, "height": 800}  # the reference station's touch screen
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.contrib.auth.models import AnonymousUser, Group, User
+from django.contrib.auth.models import AnonymousUser, Group, Permission, User
 from django.core.exceptions import PermissionDenied
 
 from bus import Bus, contract
@@ -32,15 +32,23 @@ from webapp.station import actions
 from webapp.station.actions import Actor, InvalidInput
 from webapp.station.operator_models import AuditEntry, StationSetting
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 API = AuditEntry.Source.API
 KEY = "00112233445566778899aabbccddeeff"
+
+
+def role_group(role: str) -> Group:
+    """The role's group as migration 0009 makes it (a transactional test's flush removed it)."""
+    group, _ = Group.objects.get_or_create(name=role)
+    if role == "operator":
+        group.permissions.add(Permission.objects.get(codename="operate_station"))
+    return group
 
 
 def user(name: str, role: str | None) -> User:
     account = User.objects.create_user(name, password="x", is_staff=True)
     if role is not None:
-        account.groups.add(Group.objects.get(name=role))
+        account.groups.add(role_group(role))
     return User.objects.get(pk=account.pk)  # fresh: permission caches start empty
 
 

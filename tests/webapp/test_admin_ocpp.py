@@ -45,3 +45,26 @@ def test_the_authorization_key_is_never_shown(operator: Client) -> None:  # noqa
     SecurityEvent.objects.create(at=datetime(2026, 1, 2, tzinfo=UTC), type="StartupOfTheDevice",
                                  critical=True)
     assert b"StartupOfTheDevice" in operator.get("/admin/station/securityevent/").content
+
+
+def test_the_frame_log_filters_by_direction_action_and_days_and_searches_the_text(
+        operator: Client) -> None:  # noqa: F811
+    def frame(day: int, direction: str, action: str, unique_id: str, payload: str) -> None:
+        OcppFrame.objects.create(at=datetime(2026, 1, day, 12, tzinfo=UTC), direction=direction,
+                                 message_type=2, unique_id=unique_id, action=action,
+                                 frame=f'[2,"{unique_id}","{action}",{payload}]')
+
+    frame(1, "out", "BootNotification", "boot-1", '{"chargePointModel":"SIM"}')
+    frame(2, "in", "RemoteStartTransaction", "remote-2", '{"idTag":"CARD77"}')
+    frame(3, "out", "StatusNotification", "status-3", '{"status":"Charging"}')
+    page = "/admin/station/ocppframe/"
+
+    def ids(**query: str) -> list[str]:
+        content = operator.get(page, query).content.decode()
+        return [unique_id for unique_id in ("boot-1", "remote-2", "status-3") if unique_id in content]
+
+    assert ids(direction="in") == ["remote-2"]
+    assert ids(action="StatusNotification") == ["status-3"]
+    assert ids(at_from="2026-01-02", at_to="2026-01-03") == ["remote-2", "status-3"]
+    assert ids(q="CARD77") == ["remote-2"]
+    assert ids(at_from="2026-01-04") == []

@@ -7,9 +7,10 @@ import re
 
 import pytest
 
-from bus.enums import AuthorizationStatus, ConnectorStatus, ReplyError
+from bus.enums import AuthorizationStatus, ConnectorErrorCode, ConnectorStatus, ReplyError
 from webapp.env import REPO_ROOT
-from webapp.station.hmi_messages import UNKNOWN, HmiErrorCode
+from webapp.station.hmi_messages import CONNECTOR_QR_KEY, STOP_NEEDS_CARD, UNKNOWN, HmiErrorCode
+from webapp.station.operator_settings import QR_KEYS
 
 STATIC = REPO_ROOT / "hmi_static"
 TEMPLATE = REPO_ROOT / "webapp" / "station" / "templates" / "station" / "hmi.html"
@@ -39,6 +40,10 @@ def test_every_language_has_the_same_keys() -> None:
     ("status", [*ConnectorStatus, UNKNOWN]),
     ("auth", list(AuthorizationStatus)),
     ("error", [*HmiErrorCode, *ReplyError]),
+    ("fault", list(ConnectorErrorCode)),
+    ("qr", [*(key for _, key in QR_KEYS), CONNECTOR_QR_KEY]),
+    ("reason", [STOP_NEEDS_CARD]),
+    ("screen", [f"{kind}{part}" for kind in ("estop", "faulted", "blocked") for part in ("", "_text")]),
 ])
 def test_every_value_the_station_sends_has_a_text(prefix: str, values: list[str]) -> None:
     table = texts()["en"]

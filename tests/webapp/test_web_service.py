@@ -47,9 +47,9 @@ async def test_writes_its_heartbeat(web_service: WebProcess, bus: Bus) -> None:
 
 
 async def test_sigterm_closes_the_hmi_sockets_and_exits_0(web_service: WebProcess) -> None:
-    async with connect(f"ws://127.0.0.1:{web_service.port}/ws/hmi/") as websocket:
-        snapshot = json.loads(await websocket.recv())
-        assert snapshot["type"] == "snapshot"
+    async with connect(f"ws://127.0.0.1:{web_service.port}/ws/hmi/", origin=web_service.url) as websocket:
+        kiosk, snapshot = json.loads(await websocket.recv()), json.loads(await websocket.recv())
+        assert (kiosk["type"], snapshot["type"]) == ("kiosk", "snapshot")
 
         assert web_service.stop() == 0
 

@@ -86,7 +86,7 @@ async def _ask(command: CommandSpec[Req, Rep], request: Req) -> Rep | Outcome:
         return await bus.request(command, request, timeout_s=REPLY_TIMEOUT_S)
     except BusRequestError as error:
         status = "NotAnswered" if error.code is ReplyError.TIMEOUT else error.code.value
-        return Outcome(done=False, status=status, detail=f"{command.name}: {error}")
+        return Outcome(done=False, status=status, detail=str(error))  # it names the command
     except REDIS_ERRORS as error:
         return Outcome(done=False, status="BusUnavailable", detail=f"Redis: {error}")
     finally:

@@ -1,6 +1,8 @@
-"""The OCPP records in the configurator, read-only: the frame log, configuration keys, charging
-profiles, the local authorization list and cache, reservations, installed CA certificates and
-the security log. ocpp16 is the only writer of each table; the admin looks, never changes.
+"""The OCPP records in the configurator, read-only: the frame log (filters by direction, message
+type, action and a range of days; search by message id, action or text), configuration keys,
+charging profiles, the local authorization list and cache, reservations, installed CA
+certificates and the security log. ocpp16 is the only writer of each table; the admin looks,
+never changes.
 
 The AuthorizationKey (the Basic-auth password) is stored as a configuration key but never shown:
 its row is left out of the list and its value masked wherever it could appear.
@@ -14,7 +16,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from webapp.station.admin import ReadOnlyAdmin
+from webapp.station.admin import DateRangeFilter, ReadOnlyAdmin
 from webapp.station.models import (
     AuthCacheEntry,
     ChargingProfileRecord,
@@ -32,7 +34,7 @@ SECRET_KEYS = ("AuthorizationKey",)
 @admin.register(OcppFrame)
 class OcppFrameAdmin(ReadOnlyAdmin):
     list_display = ("at", "direction", "message_type", "action", "unique_id")
-    list_filter = ("direction", "message_type", "action")
+    list_filter = ("direction", "message_type", "action", ("at", DateRangeFilter))
     search_fields = ("unique_id", "action", "frame")
     date_hierarchy = "at"
 

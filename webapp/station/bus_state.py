@@ -3,6 +3,9 @@
 One reader for the HMI websocket and `manage.py status`, so both show the same thing.
 Which connectors exist comes from station.toml (a connector smartw never wrote is shown as
 "Unknown", not left out).
+
+The kiosk's settings (contract.HMI_SETTINGS) missing from the bus count as HmiSettings'
+defaults: English, no QR codes, and Stop needing the session's card (the safe side).
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ import logging
 from functools import cache
 from typing import Any, TypeVar
 
+from django.conf import settings
 from pydantic import ValidationError
 
 from bus import Bus, contract
 from bus.contract import KeySpec
-from bus.messages import ConnectorState
-from webapp.station.hmi_messages import ConnectorView, SnapshotPayload, StationView
+from bus.messages import ConnectorState, HmiSettings
+from webapp.station.hmi_messages import ConnectorView, KioskView, SnapshotPayload, StationView
 from workers.common.station_config import ConnectorConfig, StationConfig, load_from_settings
 
 log = logging.getLogger(__name__)
@@ -58,3 +62,34 @@ async def read_connector(bus: Bus, config: ConnectorConfig,
 async def read_snapshot(bus: Bus, config: StationConfig) -> SnapshotPayload:
     connectors = [await read_connector(bus, connector) for connector in config.connectors]
     return SnapshotPayload(station=await read_station(bus), connectors=connectors)
+
+
+async def read_hmi_settings(bus: Bus) -> HmiSettings:
+    return await _get(bus, contract.HMI_SETTINGS) or HmiSettings()
+
+
+async def read_charge_point_id(bus: Bus) -> str:
+    """The identity the CSMS knows the station by, for the connector deep link: the one ocpp16
+    connects as (OcppLink, so a ChargePointId changed in the configurator shows at once), or
+    OCPP_CHARGE_POINT_ID while ocpp16 has not said."""
+    link = await _get(bus, contract.OCPP_LINK)
+    return link.charge_point_id if link and link.charge_point_id else settings.STATION_ENV.charge_point_id
+
+
+async def read_kiosk(bus: Bus, config: StationConfig) -> KioskView:
+    return KioskView.from_settings(await read_hmi_settings(bus), [c.id for c in config.connectors],
+                                   await read_charge_point_id(bus))
+
+
+async def stop_needs_card(bus: Bus, connector_id: int) -> bool:
+    """Whether a Stop pressed on the screen must be refused: the operator wants the session's
+    card (HmiSettings.stop_needs_card), a session may be running there (its state says so or
+    cannot be read), and the station is not in free mode (a free session has no card).
+    With no session a Stop only cancels a start that waits for a card, which needs none."""
+    if not (await read_hmi_settings(bus)).stop_needs_card:
+        return False
+    station = await _get(bus, contract.STATION)
+    if station is not None and station.free_mode:
+        return False
+    state = await _get(bus, contract.CONNECTOR, connector_id=connector_id)
+    return state is None or state.session_id is not None

@@ -1,11 +1,16 @@
-"""The kiosk HMI websocket (/ws/hmi/): a snapshot on connect, then live changes, and the
-start/stop buttons.
+"""The kiosk HMI websocket (/ws/hmi/): the kiosk settings and a snapshot on connect, then live
+changes, and the start/stop buttons.
 
 Live data comes from bus streams read with `Bus.tail` (no consumer group), so every screen
 sees every change; the channel layer is not used. Each socket has its own `Bus` and its own
 background tasks, cancelled when the socket closes. When Redis is lost the socket is closed
 (code 1011) and the page reconnects with backoff, showing its data as stale meanwhile: one
 recovery path, and a fresh snapshot on the way back.
+
+The operator's rule that Stop needs the session's card (HmiSettings.stop_needs_card) is
+enforced here, not only on the page: a `stop` for a running session is refused with the reason
+STOP_NEEDS_CARD, and the driver presents the card, which smartw takes as the stop (the same
+card, or one of its group: workers/smartw/requests.py).
 """
 
 from __future__ import annotations
@@ -24,15 +29,27 @@ from bus.enums import StartSource, StopReason
 from bus.messages import AuthResult, ConnectorState, StartRequest, StopRequest
 from bus.service import REDIS_ERRORS
 from bus.tasks import cancel_and_wait
-from webapp.station.bus_state import read_connector, read_snapshot, read_station, station_config
+from webapp.station.bus_state import (
+    read_connector,
+    read_kiosk,
+    read_snapshot,
+    read_station,
+    station_config,
+    stop_needs_card,
+)
 from webapp.station.hmi_messages import (
     ACTION_ADAPTER,
+    STOP_NEEDS_CARD,
     ActionResultPayload,
     AuthPayload,
     ConnectorPayload,
+    ConnectorView,
     ErrorPayload,
     HmiAction,
     HmiErrorCode,
+    KioskPayload,
+    KioskView,
+    SessionSummaryPayload,
     StartAction,
     StationPayload,
     StationView,
@@ -41,8 +58,9 @@ from webapp.station.hmi_messages import (
 log = logging.getLogger(__name__)
 
 ORIGIN = "web"
-STATION_POLL_S = 1.0
-"""The station key and the OCPP link have no change stream; a change shows within this."""
+KEYS_POLL_S = 1.0
+"""The station key, the OCPP link and the kiosk settings have no change stream; a change
+shows within this."""
 TAIL_BLOCK_MS = 1000
 POSITION_BLOCK_MS = 1  # shortest XREAD block: only learn where a stream ends now
 CLOSE_BUS_LOST = 1011  # websocket close code "internal error": the page reconnects
@@ -56,6 +74,7 @@ class HmiConsumer(AsyncJsonWebsocketConsumer):
     channel_layer_alias = None  # type: ignore[assignment]  # no channel layer: see module doc
 
     tasks: list[asyncio.Task[None]]
+    shown: dict[int, ConnectorView]  # the latest view of each connector, to see a session end
     bus: Bus | None = None
     closing = False
 
@@ -68,17 +87,20 @@ class HmiConsumer(AsyncJsonWebsocketConsumer):
         try:
             feeds = [(spec, *await self.bus.tail(spec, "$", block_ms=POSITION_BLOCK_MS))
                      for spec in (contract.CONNECTOR_CHANGES, contract.AUTH_RESULTS)]
+            kiosk = await read_kiosk(self.bus, self.config)
             snapshot = await read_snapshot(self.bus, self.config)
         except REDIS_ERRORS as error:
             await self._bus_lost(error)
             return
+        self.shown = {view.id: view for view in snapshot.connectors}
+        await self.send_payload(KioskPayload(kiosk=kiosk))
         await self.send_payload(snapshot)
         forwards: dict[str, Forward] = {contract.CONNECTOR_CHANGES.name: self._forward_connectors,
                                         contract.AUTH_RESULTS.name: self._forward_auth}
         work: list[Coroutine[Any, Any, None]] = [
             self._follow(spec, position, early, forwards[spec.name]) for spec, position, early in feeds
         ]
-        work.append(self._watch_station(snapshot.station))
+        work.append(self._watch_keys(snapshot.station, kiosk))
         self.tasks = [asyncio.create_task(self._guard(item)) for item in work]
 
     async def disconnect(self, code: int) -> None:
@@ -121,6 +143,11 @@ class HmiConsumer(AsyncJsonWebsocketConsumer):
             if isinstance(action, StartAction):
                 result = await self.bus.request(contract.START, StartRequest(
                     connector_id=connector_id, id_tag=None, source=StartSource.HMI))
+            elif await stop_needs_card(self.bus, connector_id):
+                log.info("HMI stop on connector %s refused: the session's card is needed", connector_id)
+                await self.send_payload(ActionResultPayload(action="stop", connector_id=connector_id,
+                                                            accepted=False, reason=STOP_NEEDS_CARD))
+                return
             else:
                 result = await self.bus.request(contract.STOP, StopRequest(
                     connector_id=connector_id, reason=StopReason.LOCAL))
@@ -161,20 +188,38 @@ class HmiConsumer(AsyncJsonWebsocketConsumer):
                 continue
             view = await read_connector(self.bus, config, state)
             await self.send_payload(ConnectorPayload(connector=view))
+            await self._summarise(view)
+
+    async def _summarise(self, view: ConnectorView) -> None:
+        """Send the summary of a session that this view shows ended. A view older than the one
+        kept (read before the snapshot, forwarded after it) is not news: the page drops it too."""
+        before = self.shown[view.id]
+        if before.at and view.at and view.at < before.at:
+            return
+        self.shown[view.id] = view
+        summary = SessionSummaryPayload.after(before, view)
+        if summary is not None:
+            await self.send_payload(summary)
 
     async def _forward_auth(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
             result: AuthResult = delivery.message
             await self.send_payload(AuthPayload(connector_id=result.connector_id, status=result.status))
 
-    async def _watch_station(self, shown: StationView) -> None:
+    async def _watch_keys(self, station_shown: StationView, kiosk_shown: KioskView) -> None:
+        """Poll the keys without a change stream; send what changed. HMI_SETTINGS is rewritten
+        every few seconds with a new time, so the drawn view is compared, not the message."""
         assert self.bus is not None
         while True:
-            await asyncio.sleep(STATION_POLL_S)
+            await asyncio.sleep(KEYS_POLL_S)
             station = await read_station(self.bus)
-            if station != shown:
+            if station != station_shown:
                 await self.send_payload(StationPayload(station=station))
-                shown = station
+                station_shown = station
+            kiosk = await read_kiosk(self.bus, self.config)
+            if kiosk != kiosk_shown:
+                await self.send_payload(KioskPayload(kiosk=kiosk))
+                kiosk_shown = kiosk
 
     async def _guard(self, work: Coroutine[Any, Any, None]) -> None:
         """Run one background feed; on any failure close the socket so the page reconnects."""

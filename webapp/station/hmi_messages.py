@@ -15,11 +15,23 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter
 
 from bus.enums import AuthorizationStatus, ConnectorErrorCode, ConnectorStatus, ReplyError, Standard
-from bus.messages import ConnectorState, OcppLink, OcppTransaction, StationState, utcnow
+from bus.messages import (
+    ConnectorState,
+    HmiLanguage,
+    HmiSettings,
+    OcppLink,
+    OcppTransaction,
+    StationState,
+    utcnow,
+)
+from webapp.station import qr
 from workers.common.station_config import ConnectorConfig
 
 UNKNOWN: Literal["Unknown"] = "Unknown"
 """Status shown when the writing service never wrote the key (not started, or Redis flushed)."""
+CONNECTOR_QR_KEY = "connector"  # caption key of the per-connector deep link ('qr.connector' on the page)
+STOP_NEEDS_CARD = "present_start_card"
+"""Reason (a UI text key) of a Stop refused because the session's card must be presented."""
 
 
 class HmiErrorCode(StrEnum):
@@ -103,6 +115,50 @@ class ConnectorView(_Model):
         )
 
 
+class QrCodeView(_Model):
+    """One QR code on the kiosk: `key` names its caption (the page shows text 'qr.<key>'), `url`
+    is what it encodes, `image` the code as an SVG `data:` URI for an <img> (webapp/station/qr.py)."""
+
+    key: str
+    url: str
+    image: str
+
+    @classmethod
+    def drawn(cls, key: str, url: str) -> QrCodeView | None:
+        """The code of `url`, or None when the link is too long for a QR code."""
+        image = qr.svg_data_uri(url)
+        return cls(key=key, url=url, image=image) if image else None
+
+
+class ConnectorQrView(_Model):
+    connector_id: int
+    code: QrCodeView
+
+
+class KioskView(_Model):
+    """The operator's settings of the kiosk (contract.HMI_SETTINGS) as the page uses them: the
+    default language and the QR codes, drawn. Only configured links are drawn; the connector
+    deep link needs the charge point id the CSMS knows the station by."""
+
+    language: HmiLanguage
+    qr_codes: tuple[QrCodeView, ...]
+    connector_codes: tuple[ConnectorQrView, ...]
+
+    @classmethod
+    def from_settings(cls, settings: HmiSettings, connector_ids: list[int],
+                      charge_point_id: str) -> KioskView:
+        station = [QrCodeView.drawn(link.key, link.url) for link in settings.qr_links]
+        connectors: list[ConnectorQrView] = []
+        if settings.connector_link:
+            for connector_id in connector_ids:
+                url = qr.connector_link(settings.connector_link, connector_id, charge_point_id)
+                code = QrCodeView.drawn(CONNECTOR_QR_KEY, url)
+                if code is not None:
+                    connectors.append(ConnectorQrView(connector_id=connector_id, code=code))
+        return cls(language=settings.language, qr_codes=tuple(code for code in station if code),
+                   connector_codes=tuple(connectors))
+
+
 # ---- server -> page ----------------------------------------------------------------------
 
 
@@ -114,6 +170,35 @@ class SnapshotPayload(_Model):
     station: StationView
     connectors: list[ConnectorView]
     server_time: datetime = Field(default_factory=utcnow)
+
+
+class KioskPayload(_Model):
+    """Sent on connect (before the snapshot, so the first screen is in the right language) and
+    whenever the operator's settings change."""
+
+    type: Literal["kiosk"] = "kiosk"
+    kiosk: KioskView
+
+
+class SessionSummaryPayload(_Model):
+    """A session on the connector just ended: what it delivered, for the end-of-session screen.
+    Energy is the session's last reading before the stop (the contactor opens once no power
+    flows, so it is the final one); duration runs to smartw's first state without the session."""
+
+    type: Literal["session_summary"] = "session_summary"
+    connector_id: int
+    energy_wh: float
+    duration_s: float | None = Field(description="None: the start time was not known")
+
+    @classmethod
+    def after(cls, before: ConnectorView, now: ConnectorView) -> SessionSummaryPayload | None:
+        """The summary when `before` showed a session that `now` no longer shows, else None."""
+        if before.session_id is None or now.session_id == before.session_id or now.status == UNKNOWN:
+            return None
+        started, ended = before.session_started_at, now.at
+        duration = (ended - started).total_seconds() if started and ended else None
+        return cls(connector_id=now.id, energy_wh=before.session_energy_wh,
+                   duration_s=max(duration, 0.0) if duration is not None else None)
 
 
 class ConnectorPayload(_Model):
@@ -135,7 +220,8 @@ class AuthPayload(_Model):
 
 
 class ActionResultPayload(_Model):
-    """smartw's answer to a start/stop button; `reason` is a UI text key."""
+    """smartw's answer to a start/stop button, or the web service's own refusal of a Stop
+    (STOP_NEEDS_CARD); `reason` is a UI text key."""
 
     type: Literal["action_result"] = "action_result"
     action: Literal["start", "stop"]
@@ -154,8 +240,8 @@ class ErrorPayload(_Model):
 
 
 HmiPayload = Annotated[
-    SnapshotPayload | ConnectorPayload | StationPayload | AuthPayload | ActionResultPayload
-    | ErrorPayload,
+    SnapshotPayload | KioskPayload | ConnectorPayload | StationPayload | AuthPayload
+    | SessionSummaryPayload | ActionResultPayload | ErrorPayload,
     Field(discriminator="type"),
 ]
 PAYLOAD_ADAPTER: TypeAdapter[HmiPayload] = TypeAdapter(HmiPayload)
@@ -172,7 +258,9 @@ class StartAction(_Model):
 
 
 class StopAction(_Model):
-    """Stop button: stop the session (reason Local), or cancel a start that waits for a card."""
+    """Stop button: stop the session (reason Local), or cancel a start that waits for a card.
+    While HmiSettings.stop_needs_card is on, a running session is stopped only by its card
+    (the web service refuses this action with reason STOP_NEEDS_CARD)."""
 
     action: Literal["stop"]
     connector_id: StrictInt

@@ -16,6 +16,7 @@ import contextlib
 import logging
 
 from asgiref.sync import sync_to_async
+from django.db import DatabaseError
 
 from bus import Bus, contract
 from bus.service import REDIS_ERRORS
@@ -61,7 +62,7 @@ async def keep_published(bus: Bus, stopping: asyncio.Event) -> None:
         try:
             await publish(bus, await sync_to_async(operator_settings.load)(), changed=False)
             failing = False
-        except REDIS_ERRORS as error:
+        except (*REDIS_ERRORS, DatabaseError) as error:  # tried again at the next refresh
             (log.debug if failing else log.error)("operator settings not published: %s", error)
             failing = True
         with contextlib.suppress(TimeoutError):

@@ -4,8 +4,10 @@ One tick every CHECK_PERIOD_S: reap exited children (restart after their backoff
 child's heartbeat key, kill a hung one, publish the children's state (contract.SUPERVISOR).
 Process supervision needs no Redis: while Redis is down, exits are still restarted, and no
 child is judged by its heartbeat until Redis has been back for BUS_SETTLE_S.
-Commands: contract.EXIT_FOR_UPDATE (stop every service, exit with the update's code) and
-contract.RESTART (stop the services and start them again, restart.py: an OCPP Reset).
+Commands: contract.EXIT_FOR_UPDATE (stop every service, exit with the update's code),
+contract.RESTART (stop the services and start them again, restart.py: an OCPP Reset) and
+contract.SHUTDOWN (the configurator's Shutdown: the SIGTERM stop path, exit 0). The shutdown
+server keeps answering while the station stops, so a repeated Shutdown is told "stopping".
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from pydantic import ValidationError
 
 from bus import contract
 from bus.contract import CommandSpec, Rep, Req
-from bus.messages import CommandResult, ExitForUpdateRequest, Heartbeat, RestartRequest, SupervisorState
+from bus.messages import (
+    CommandResult,
+    ExitForUpdateRequest,
+    Heartbeat,
+    RestartRequest,
+    ShutdownRequest,
+    SupervisorState,
+)
 from bus.service import REDIS_ERRORS, Service
 from bus.tasks import cancel_and_wait, run_all
 from webapp.env import REPO_ROOT
@@ -77,9 +86,9 @@ class Supervisor(Service):
         finally:
             for child in self.children:  # no-op after a clean stop; SIGKILL on a crash or cancel
                 child.kill()
-            commands.cancel()
             if self._restart is not None:
                 self._restart.cancel()
+            await cancel_and_wait([commands])  # the shutdown server runs until here
 
     async def _supervise(self, commands: asyncio.Task[None]) -> None:
         names = ", ".join(child.name for child in self.children)
@@ -176,16 +185,19 @@ class Supervisor(Service):
         self._published, self._published_at = comparable, now
 
     async def _serve_commands(self) -> None:
-        await run_all(self._serve(contract.EXIT_FOR_UPDATE, self._exit_for_update),
-                      self._serve(contract.RESTART, self._restart_services))
+        never = asyncio.Event()  # the shutdown server answers until run() cancels it
+        await run_all(self._serve(contract.EXIT_FOR_UPDATE, self._exit_for_update, until=self.stopping),
+                      self._serve(contract.RESTART, self._restart_services, until=self.stopping),
+                      self._serve(contract.SHUTDOWN, self._shutdown, until=never))
 
-    async def _serve(self, spec: CommandSpec[Req, Rep], handler: Callable[[Req], Awaitable[Rep]]) -> None:
-        while not self.stopping.is_set():
+    async def _serve(self, spec: CommandSpec[Req, Rep], handler: Callable[[Req], Awaitable[Rep]], *,
+                     until: asyncio.Event) -> None:
+        while not until.is_set():
             try:
-                await self.bus.serve(spec, handler, stop=self.stopping)
+                await self.bus.serve(spec, handler, stop=until)
             except REDIS_ERRORS as error:
                 log.debug("%s server lost Redis: %s", spec.name, error)
-                await self.sleep(COMMAND_RETRY_S)
+                await asyncio.sleep(COMMAND_RETRY_S)
 
     # ---- commands and stop --------------------------------------------------------
 
@@ -195,7 +207,21 @@ class Supervisor(Service):
         self.exit_code = ExitCode.for_update(request.kind)
         log.warning("update %s requested: stopping every service, then exiting with code %s",
                     request.kind, int(self.exit_code))
-        self.stopping.set()
+        self.request_stop()
+        return CommandResult(accepted=True, reason="stopping")
+
+    async def _shutdown(self, request: ShutdownRequest) -> CommandResult:
+        """Stop as on SIGTERM (the same handler: children finish their work, smartw leaves the
+        hardware safe, exit 0). While stopping already, a repeat changes nothing: in particular
+        it neither cancels the stop at once (a second signal would) nor replaces an update's
+        exit code."""
+        reason = request.reason or "no reason given"
+        if self.stopping.is_set():
+            log.info("shutdown requested (%s) while already stopping: nothing changes", reason)
+        else:
+            log.warning("shutdown requested (%s): stopping every service, then exiting with code %s",
+                        reason, int(ExitCode.STOP))
+            self.request_stop()
         return CommandResult(accepted=True, reason="stopping")
 
     async def _restart_services(self, request: RestartRequest) -> CommandResult:

@@ -2,10 +2,12 @@
 
 diag never opens a device's bus itself: an RS485 port can be opened by one process only,
 and counters and smartw own them. So a meter answers when counters keeps its reading fresh
-(written within 3 poll periods), the IO module answers when smartw says so (io_online), and
-a service is alive while its heartbeat key exists (it expires with the TTL the service sets).
-Services are the ones chargepoint reports it runs (contract.SUPERVISOR), and chargepoint
-itself is judged by that key.
+(written within 3 poll periods), the IO module answers when smartw says so (io_online), every
+device station.toml wires answers while its owner's contract.DEVICE key says available (and
+the owner is alive: that key has no TTL, so a dead owner's last word is stale, not fresh), and
+a service is alive while its heartbeat key exists (it expires with the TTL the service sets)
+and chargepoint does not report it down. Services are the ones chargepoint reports it runs
+(contract.SUPERVISOR), and chargepoint itself is judged by that key.
 """
 
 from __future__ import annotations
@@ -19,15 +21,25 @@ from pydantic import ValidationError
 
 from bus import Bus, contract
 from bus.contract import KeySpec
-from bus.enums import CheckState
-from bus.messages import DiagCheck, DiagReport, Heartbeat, MeterReading, StationState, SupervisorState
-from workers.diag.config import MeterExpectation
+from bus.enums import CheckState, ChildStatus
+from bus.messages import (
+    ChildState,
+    DeviceState,
+    DiagCheck,
+    DiagReport,
+    Heartbeat,
+    MeterReading,
+    StationState,
+    SupervisorState,
+)
+from workers.diag.config import DeviceExpectation, MeterExpectation
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 SELF = "diag"
 SUPERVISOR_NAME = "chargepoint"
+DOWN = frozenset({ChildStatus.BACKOFF, ChildStatus.STOPPED})  # chargepoint says the process is gone
 
 
 class Unreadable:
@@ -68,6 +80,33 @@ def judge_io(station: StationState | Unreadable | None, now: datetime) -> DiagCh
     return DiagCheck(kind="io_module", subject="io_module", state=state, age_s=_age_s(station.at, now))
 
 
+def judge_device(device: DeviceExpectation, state: DeviceState | Unreadable | None, owner_alive: bool,
+                 now: datetime) -> DiagCheck:
+    """Available per its owner; stale while the owner is dead (nobody keeps the key current).
+    `age_s` is the time since the owner last reported a change."""
+    kind: Literal["device"] = "device"
+    if state is None or isinstance(state, Unreadable):
+        return DiagCheck(kind=kind, subject=device.name,
+                         state=CheckState.MISSING if state is None else CheckState.INVALID)
+    age = _age_s(state.at, now)
+    if not owner_alive:
+        return DiagCheck(kind=kind, subject=device.name, state=CheckState.STALE, age_s=age)
+    judged = CheckState.OK if state.available else CheckState.OFFLINE
+    return DiagCheck(kind=kind, subject=device.name, state=judged, age_s=age)
+
+
+def judge_service(name: str, child: ChildState | None, beat: Heartbeat | Unreadable | None,
+                  now: datetime) -> DiagCheck:
+    """Offline when chargepoint reports the process gone (sooner than its heartbeat expires),
+    stale when the heartbeat is an older process's, else judged by the heartbeat's presence."""
+    if child is not None and child.status in DOWN:
+        return DiagCheck(kind="service", subject=name, state=CheckState.OFFLINE)
+    check = judge_presence(name, beat, now)
+    if isinstance(beat, Heartbeat) and child is not None and child.pid not in (None, beat.pid):
+        return check.model_copy(update={"state": CheckState.STALE})
+    return check
+
+
 def judge_presence(subject: str, value: Heartbeat | SupervisorState | Unreadable | None,
                    now: datetime) -> DiagCheck:
     """A service is alive while its key exists: the key expires when it stops refreshing it."""
@@ -80,16 +119,39 @@ def judge_presence(subject: str, value: Heartbeat | SupervisorState | Unreadable
 
 
 async def build_report(bus: Bus, meters: Sequence[MeterExpectation], services: Sequence[str],
-                       supervisor: SupervisorState | Unreadable | None, now: datetime) -> DiagReport:
+                       supervisor: SupervisorState | Unreadable | None, now: datetime, *,
+                       devices: Sequence[DeviceExpectation] = ()) -> DiagReport:
     """Read every key once and judge it; `supervisor` was read by the caller (it also gives
     the services)."""
     checks = [judge_meter(meter, await read(bus, contract.METER, meter=meter.name), now)
               for meter in meters]
     checks.append(judge_io(await read(bus, contract.STATION), now))
+    beats = {name: await read(bus, contract.HEARTBEAT, service=name)
+             for name in dict.fromkeys([*services, *(device.owner for device in devices)])}
+    for device in devices:
+        owner_alive = isinstance(beats[device.owner], Heartbeat)
+        checks.append(judge_device(device, await read(bus, contract.DEVICE, device=device.name),
+                                   owner_alive, now))
     checks.append(judge_presence(SUPERVISOR_NAME, supervisor, now))
+    children = ({child.name: child for child in supervisor.children}
+                if isinstance(supervisor, SupervisorState) else {})
     for name in services:
-        checks.append(judge_presence(name, await read(bus, contract.HEARTBEAT, service=name), now))
-    return DiagReport(ok=all(check.state is CheckState.OK for check in checks), checks=tuple(checks), at=now)
+        checks.append(judge_service(name, children.get(name), beats[name], now))
+    return _report(checks, now)
+
+
+def _report(checks: Sequence[DiagCheck], at: datetime) -> DiagReport:
+    """A report passes when it has checks and every one is ok (none judged is no pass)."""
+    passed = bool(checks) and all(check.state is CheckState.OK for check in checks)
+    return DiagReport(ok=passed, checks=tuple(checks), at=at)
+
+
+def about(report: DiagReport, subject: str | None) -> DiagReport:
+    """The report's checks of one subject (every check for None). An unknown subject gives a
+    report with no checks, which never passes: the self-test command's answer to it."""
+    if subject is None:
+        return report
+    return _report([check for check in report.checks if check.subject == subject], report.at)
 
 
 def supervised_services(supervisor: SupervisorState | Unreadable | None,

@@ -1,9 +1,12 @@
 """`python -m workers.diag`: publishes the self-test report every few seconds (contract.DIAG),
-logs each change of a check's result once, and trims the log folder every minute.
+runs it on request (contract.SELF_TEST), logs each change of a check's result once, and trims
+the log folder every minute.
 
-Provides: key contract.DIAG (TTL, so a dead diag leaves no stale report).
-Reads: contract.METER per configured connector, contract.STATION, contract.SUPERVISOR,
-contract.HEARTBEAT per supervised service.
+Provides: key contract.DIAG (TTL, so a dead diag leaves no stale report); command
+contract.SELF_TEST (the checks judged at that moment from fresh reads, never the cached report;
+of every subject, or of one: an unknown subject is answered with no checks and ok=False).
+Reads: contract.METER per configured meter, contract.STATION, contract.DEVICE per configured
+device, contract.SUPERVISOR, contract.HEARTBEAT per supervised service and device owner.
 Settings: DIAG_LOG_FILES_PER_TYPE (files kept per log type, default 10).
 """
 
@@ -15,8 +18,10 @@ import time
 from typing import ClassVar
 
 from bus import Service, contract
-from bus.messages import DiagReport, utcnow
-from workers.diag.checks import ChangeLog, build_report, read, supervised_services
+from bus.enums import CheckState
+from bus.messages import DiagReport, SelfTestRequest, utcnow
+from bus.tasks import run_all
+from workers.diag.checks import ChangeLog, about, build_report, read, supervised_services
 from workers.diag.config import DiagConfig
 from workers.diag.rotation import rotate_logs
 
@@ -37,6 +42,10 @@ class DiagService(Service):
         self.services: tuple[str, ...] = ()
 
     async def run(self) -> None:
+        await run_all(self._report_periodically(),
+                      self.bus.serve(contract.SELF_TEST, self.self_test, stop=self.stopping))
+
+    async def _report_periodically(self) -> None:
         next_rotation = time.monotonic()
         while not self.stopping.is_set():
             report = await self.report_once()
@@ -47,10 +56,23 @@ class DiagService(Service):
             if not await self.sleep(self.report_period_s):
                 return
 
-    async def report_once(self) -> DiagReport:
-        """Judge every device and service now and publish the report."""
+    async def judge_now(self) -> DiagReport:
+        """Read every key now and judge every configured device and supervised service."""
         supervisor = await read(self.bus, contract.SUPERVISOR)
         self.services = supervised_services(supervisor, self.services)
-        report = await build_report(self.bus, self.config.meters, self.services, supervisor, utcnow())
+        return await build_report(self.bus, self.config.meters, self.services, supervisor, utcnow(),
+                                  devices=self.config.devices)
+
+    async def report_once(self) -> DiagReport:
+        """Judge every device and service now and publish the report."""
+        report = await self.judge_now()
         await self.bus.set(contract.DIAG, report)
+        return report
+
+    async def self_test(self, request: SelfTestRequest) -> DiagReport:
+        """contract.SELF_TEST: the checks of `request.subject` (all for None), judged now."""
+        report = about(await self.judge_now(), request.subject)
+        failing = [check.name for check in report.checks if check.state is not CheckState.OK]
+        log.info("self-test of %s requested: %s", request.subject or "the station",
+                 "passed" if report.ok else f"failed ({', '.join(failing) or 'no such subject'})")
         return report

@@ -28,6 +28,7 @@ class JobKind(StrEnum):
     DIAGNOSTICS_ARCHIVE = "diagnostics_archive"
     DIAGNOSTICS_UPLOAD = "diagnostics_upload"  # OCPP GetDiagnostics / GetLog: build, then upload
     FIRMWARE_UPDATE = "firmware_update"  # OCPP UpdateFirmware / SignedUpdateFirmware
+    HMI_SCREENSHOT = "hmi_screenshot"  # the kiosk page as a PNG, for the configurator
 
 
 class JobFailed(Exception):

@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from workers.jobs import archive, diagnostics_upload, firmware
+from workers.jobs import archive, diagnostics_upload, firmware, hmi_screenshot
 from workers.jobs.base import Handler, JobKind
 
 HANDLERS: Mapping[JobKind, Handler] = MappingProxyType({
     JobKind.DIAGNOSTICS_ARCHIVE: archive.build_archive,
     JobKind.DIAGNOSTICS_UPLOAD: diagnostics_upload.upload_diagnostics,
     JobKind.FIRMWARE_UPDATE: firmware.update_firmware,
+    JobKind.HMI_SCREENSHOT: hmi_screenshot.take_screenshot,
 })
 
 _missing = set(JobKind) - set(HANDLERS)

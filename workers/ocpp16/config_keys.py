@@ -355,14 +355,20 @@ class ConfigurationStore:
             log.info("ChangeConfiguration %s: read-only (Rejected)", key.name)
             return ConfigurationStatus.rejected, key, None
         try:
-            value = key.parse(text)
-            for check in self._guards.get(key.name, ()):
-                check(value)
+            value = self.checked(key, text)
         except InvalidValue as error:
             log.info("ChangeConfiguration %s rejected: %s", key.name, "(hidden)" if key.secret else error)
             return ConfigurationStatus.rejected, key, None
         status = ConfigurationStatus.reboot_required if key.reboot_required else ConfigurationStatus.accepted
         return status, key, value
+
+    def checked(self, key: ConfigKey, text: str) -> Any:
+        """The typed value of `text` if the key's rules and every guard of it allow it, else
+        InvalidValue (ChangeConfiguration, and the configurator through operator_config.py)."""
+        value = key.parse(text)
+        for check in self._guards.get(key.name, ()):
+            check(value)
+        return value
 
     def apply(self, key: ConfigKey, value: Any) -> None:
         """Take a checked value of one of ocpp16's keys (persist it first, outside, then call this)."""

@@ -1,7 +1,8 @@
 """The ocpp16 service: the station's OCPP 1.6-J charge point.
 
-Provides: the bus commands contract.AUTHORIZE and OCPP_DATA_TRANSFER; keys contract.OCPP_LINK,
-OCPP_TRANSACTION, OCPP_LIMIT, RESERVATIONS, SESSION_RULES and OCPP_DEAUTHORIZED.
+Provides: the bus commands contract.AUTHORIZE, OCPP_DATA_TRANSFER and OCPP_CONFIGURE (the
+configurator's CSMS URL, charge point id and security keys: operator_config.py); keys
+contract.OCPP_LINK, OCPP_TRANSACTION, OCPP_LIMIT, RESERVATIONS, SESSION_RULES and OCPP_DEAUTHORIZED.
 Requires: streams contract.SESSIONS and CONNECTOR_CHANGES, keys contract.STATION, CONNECTOR,
 METER; commands contract.START, STOP and AVAILABILITY (smartw) and RESTART (chargepoint, for
 Reset); tables Transaction and OutboxMessage (writer).
@@ -9,8 +10,8 @@ Reset); tables Transaction and OutboxMessage (writer).
 Always running, online or not: the session recorder, the status watcher, the meter samplers
 (periodic and clock-aligned) and the AUTHORIZE server. Per connection (wsconnect reopens it forever): a fresh
 `CsmsConnection`; BootNotification once per process start until Accepted (a reconnect does not
-boot again, OCPP-J §5.4), then StatusNotifications, then the heartbeat, status changes and the
-transaction queue, all over that connection until it closes.
+boot again, OCPP-J §5.4; a new CSMS URL or charge point id does), then StatusNotifications, then
+the heartbeat, status changes and the transaction queue, all over that connection until it closes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
+from dataclasses import replace
 
 from ocpp.v16 import call
 from ocpp.v16.enums import RegistrationStatus
@@ -34,6 +36,7 @@ from workers.ocpp16.features import build_features
 from workers.ocpp16.frame_log import FrameLog
 from workers.ocpp16.meter import MeterSampler
 from workers.ocpp16.notices import Notices
+from workers.ocpp16.operator_config import LinkAddress, OperatorConfiguration, with_operator_address
 from workers.ocpp16.pacing import IntervalPacer
 from workers.ocpp16.persisted import change_configuration, load_configuration
 from workers.ocpp16.protocol import CallFailure, CsmsCallError, CsmsConnection
@@ -61,6 +64,7 @@ class Ocpp16Service(Service):
         self._given_settings = settings
         self.connection: CsmsConnection | None = None
         self.registration = "None"
+        self._registered_at: LinkAddress | None = None  # the address the Accepted BootNotification was for
         self._link_lock = asyncio.Lock()
         self._boot_wanted = asyncio.Event()  # TriggerMessage(BootNotification) while not Accepted
 
@@ -68,8 +72,13 @@ class Ocpp16Service(Service):
     def accepted(self) -> bool:
         return self.connection is not None and self.registration == RegistrationStatus.accepted
 
+    @property
+    def address(self) -> LinkAddress:
+        return LinkAddress(self.settings.csms_url, self.settings.charge_point_id)
+
     async def run(self) -> None:
-        settings = self.settings = self._given_settings or Ocpp16Settings.from_django()
+        settings = self.settings = await with_operator_address(
+            self._given_settings or Ocpp16Settings.from_django())
         config = self.config = await load_configuration(
             dict(settings.config_defaults), keys.station_keys(cable_locks=bool(settings.lock_connector_ids)))
         self.queue = TransactionQueue(config.get(keys.TRANSACTION_MESSAGE_ATTEMPTS),
@@ -87,6 +96,8 @@ class Ocpp16Service(Service):
                                       registration=lambda: self.registration)
         build_features(self.ctx)
         self.ctx.triggers.attach(boot=self.boot_now, status=self.status)
+        operator = OperatorConfiguration(config, self.address, self._use_address)
+        self.link = self._link()
         self.frame_log = FrameLog()  # every frame in and out, in table OcppFrame
         self.sender = QueueSender(self.queue, tx_keys, self.publish_link, self.ctx.auth)
         recorder = SessionRecorder(self.bus, self.queue, tx_keys, self._queued,
@@ -96,8 +107,9 @@ class Ocpp16Service(Service):
         consumer = self.name  # stable, so entries left unacknowledged by a crash are read again
         jobs: list[Awaitable[object]] = [
             self.stopping.wait(), recorder.run(consumer), self.status.watch(consumer),
-            self.status.watch_station(consumer), self._link().run_forever(),
+            self.status.watch_station(consumer), self.link.run_forever(),
             self.bus.serve(contract.AUTHORIZE, self.ctx.auth.authorize, stop=self.stopping),
+            self.bus.serve(contract.OCPP_CONFIGURE, operator.handle, stop=self.stopping),
         ]
         jobs += [feature.run() for feature in self.ctx.features if isinstance(feature, BackgroundFeature)]
         jobs.append(self.frame_log.run())
@@ -120,6 +132,16 @@ class Ocpp16Service(Service):
                            lambda *_: link.reopen("WebSocketPingInterval changed"))
         return link
 
+    async def _use_address(self, address: LinkAddress) -> None:
+        """The configurator changed the CSMS URL or the charge point id (operator_config.py): the
+        next connection uses them and sends BootNotification first, since the CSMS there has not
+        registered this identity. The reply to the configurator does not wait for it."""
+        self.settings = self.ctx.settings = replace(self.settings, csms_url=address.csms_url,
+                                                    charge_point_id=address.charge_point_id)
+        self.registration = "None"
+        self.link.reopen("the configurator changed the CSMS address")
+        await self.publish_link()
+
     async def _transport(self) -> TransportSettings:
         ping_s = self.config.get(keys.WEB_SOCKET_PING_INTERVAL)
         return await self.ctx.security.secured(TransportSettings(
@@ -136,7 +158,8 @@ class Ocpp16Service(Service):
         async with self._link_lock:
             await self.bus.set(contract.OCPP_LINK, OcppLink(
                 connected=self.connection is not None, registration=self.registration,  # type: ignore[arg-type]
-                csms_url=redact(self.settings.csms_url), queued_messages=await db(self.queue.pending_count)))
+                csms_url=redact(self.settings.csms_url), charge_point_id=self.settings.charge_point_id,
+                queued_messages=await db(self.queue.pending_count)))
 
     # ---- one connection ------------------------------------------------------------------
 
@@ -146,7 +169,7 @@ class Ocpp16Service(Service):
         self.connection = connection
         await self.publish_link()
         try:
-            await first_done(connection.receive(), self._work(connection))
+            await first_done(connection.receive(), self._work(connection, self.address))
         except CsmsCallError as error:
             if error.failure is not CallFailure.OFFLINE:
                 raise
@@ -156,9 +179,9 @@ class Ocpp16Service(Service):
             self.connection = None
             await self.publish_link()
 
-    async def _work(self, connection: CsmsConnection) -> None:
-        if self.registration != RegistrationStatus.accepted:
-            await self._boot(connection)
+    async def _work(self, connection: CsmsConnection, address: LinkAddress) -> None:
+        if self.registration != RegistrationStatus.accepted or self._registered_at != address:
+            await self._boot(connection, address)
             self.status.forget_sent()
         else:
             self.status.resync()
@@ -168,7 +191,7 @@ class Ocpp16Service(Service):
                          *[feature.connected(connection) for feature in self.ctx.features
                            if isinstance(feature, ConnectedFeature)])
 
-    async def _boot(self, connection: CsmsConnection) -> None:
+    async def _boot(self, connection: CsmsConnection, address: LinkAddress) -> None:
         """BootNotification until Accepted; Pending/Rejected wait the interval the CSMS gave."""
         retry_s = BOOT_RETRY_FIRST_S
         request = call.BootNotification(charge_point_model=self.settings.charge_point_model,
@@ -186,6 +209,7 @@ class Ocpp16Service(Service):
                 self.registration = str(result.status)
                 await self.publish_link()
                 if result.status == RegistrationStatus.accepted:
+                    self._registered_at = address
                     if result.interval > 0:
                         await self._take_heartbeat_interval(result.interval)
                     log.info("BootNotification Accepted; heartbeat every %.0f s",

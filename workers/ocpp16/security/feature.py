@@ -95,10 +95,13 @@ class Security:
         self.log = SecurityLog(ctx.notices)
         self.store = CertificateStore(lambda: config.get(keys.CERTIFICATE_STORE_MAX_LENGTH))
         self.identity = StationIdentity(certificates_folder)
+        # The CSMS URL and charge point id can change at run time (the configurator,
+        # operator_config.py replaces ctx.settings): read them when needed, never keep a copy.
         self.signing = CertificateSigning(self.identity, self.store, ctx.notices, config,
-                                          ctx.settings.charge_point_id)
-        url_is_tls = TransportSettings(ctx.settings.csms_url, ctx.settings.charge_point_id).uses_tls
-        self.transport = TransportSecurity(config, self.store, self.identity, self.log, url_is_tls)
+                                          lambda: ctx.settings.charge_point_id)
+        self.transport = TransportSecurity(
+            config, self.store, self.identity, self.log,
+            lambda: TransportSettings(ctx.settings.csms_url, ctx.settings.charge_point_id).uses_tls)
         self._after_answer = AfterAnswer()
 
     # ---- for everyone --------------------------------------------------------------------------

@@ -34,7 +34,7 @@ RENEW_RETRY_AFTER = timedelta(days=1)  # ask again if no CertificateSigned came 
 
 class CertificateSigning:
     def __init__(self, identity: StationIdentity, store: CertificateStore, notices: Notices,
-                 config: ConfigurationStore, common_name: str,
+                 config: ConfigurationStore, common_name: Callable[[], str],
                  clock: Callable[[], datetime] | None = None) -> None:
         self._identity = identity
         self._store = store
@@ -52,7 +52,7 @@ class CertificateSigning:
         except OSError as error:
             log.error("cannot keep a new key (%s): no certificate signing request made", error)
             return
-        csr = build_csr(key, common_name=self._common_name, organization=self._config.get(keys.CPO_NAME))
+        csr = build_csr(key, common_name=self._common_name(), organization=self._config.get(keys.CPO_NAME))
         self._requested_at = self._clock()
         log.info("certificate signing request made; SignCertificate queued")
         self._notices.send_soon(call.SignCertificate(csr=csr), self._answered)
@@ -71,7 +71,7 @@ class CertificateSigning:
         if key is None:
             raise InvalidCertificate("no certificate signing request is pending")
         roots = await self._store.installed(CertificateUse.central_system_root_certificate)
-        verify_station_chain(chain_pem, key=key, common_name=self._common_name,
+        verify_station_chain(chain_pem, key=key, common_name=self._common_name(),
                              roots=[item.certificate for item in roots], now=self._clock())
         self._requested_at = None
         return self._identity.install(chain_pem, key, self._clock())

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -66,7 +66,7 @@ class Trial:
 
 class TransportSecurity:
     def __init__(self, config: ConfigurationStore, store: CertificateStore, identity: StationIdentity,
-                 security_log: SecurityLog, csms_url_is_tls: bool) -> None:
+                 security_log: SecurityLog, csms_url_is_tls: Callable[[], bool]) -> None:
         self._config = config
         self._store = store
         self._identity = identity
@@ -168,7 +168,7 @@ class TransportSecurity:
     def _check_profile(self, value: int) -> None:
         check_profile_change(value, Prerequisites(
             current=self._config.get(keys.SECURITY_PROFILE),
-            authorization_key=self._config.get(keys.AUTHORIZATION_KEY), url_is_tls=self._url_is_tls,
+            authorization_key=self._config.get(keys.AUTHORIZATION_KEY), url_is_tls=self._url_is_tls(),
             central_system_roots=self.central_system_roots, station_certificate=self._identity.usable()))
 
     def _key_changed(self, _key: ConfigKey, _value: Any) -> None:
