@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from django.test import Client
 
 from bus import Bus, contract
 from bus.messages import CommandResult, StartRequest, StopRequest
 from tests.support.asgi_websocket import WebsocketCommunicator
 from tests.support.waiting import async_wait_until, wait_until
+from tests.webapp.roles import OPERATOR, VIEWER, client_as, user_with_role
 from webapp.env import REPO_ROOT
 from workers.common.redis_server import free_port, is_listening
 
@@ -131,3 +133,15 @@ def web_service(redis_client, tmp_path: Path) -> Iterator[WebProcess]:
         yield web
     finally:
         web.stop()
+
+
+@pytest.fixture
+def viewer(db) -> Client:
+    """A logged-in configurator client with the viewer role."""
+    return client_as(user_with_role(VIEWER))
+
+
+@pytest.fixture
+def operator(db) -> Client:
+    """A logged-in configurator client with the operator role (test modules may define their own)."""
+    return client_as(user_with_role(OPERATOR))

@@ -10,22 +10,12 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from tests.webapp.test_admin_roles import OPERATOR, VIEWER, client_as, user_with_role
+from tests.webapp.roles import OPERATOR, VIEWER, client_as, user_with_role
 from webapp.station.operator_models import ApiToken, AuditEntry, StationSetting, token_digest
 
 pytestmark = pytest.mark.django_db
 
 TOKENS = "/admin/station/apitoken/"
-
-
-@pytest.fixture
-def viewer() -> Client:
-    return client_as(user_with_role(VIEWER))
-
-
-@pytest.fixture
-def operator() -> Client:
-    return client_as(user_with_role(OPERATOR))
 
 
 def audit(username: str, action: str, day: int, outcome: str) -> AuditEntry:

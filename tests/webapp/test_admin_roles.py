@@ -8,40 +8,16 @@ from __future__ import annotations
 import django_rq
 import pytest
 from django.contrib import admin
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.test import Client, RequestFactory
 
+from tests.webapp.roles import VIEWER, client_as, user_with_role
 from webapp.station.models import JobRecord
 from workers.jobs.runner import QUEUE
 
 pytestmark = pytest.mark.django_db
 
 READ_ONLY_ACTIONS = {"export_csv"}  # actions a viewer keeps: they change nothing
-VIEWER, OPERATOR = "viewer", "operator"
-
-
-def user_with_role(role: str, username: str | None = None) -> User:
-    user = User.objects.create_user(username or role, is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    return User.objects.get(pk=user.pk)  # fresh: no cached permissions
-
-
-def client_as(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def viewer() -> Client:
-    return client_as(user_with_role(VIEWER))
-
-
-@pytest.fixture
-def operator() -> Client:
-    return client_as(user_with_role(OPERATOR))
-
-
 def station_admins() -> list[tuple[str, admin.ModelAdmin]]:
     return [(model._meta.model_name, model_admin) for model, model_admin in admin.site._registry.items()
             if model._meta.app_label == "station"]

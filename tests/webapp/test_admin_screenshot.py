@@ -14,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 from rq import Queue
 
-from tests.webapp.test_admin_roles import OPERATOR, VIEWER, client_as, user_with_role
+from tests.webapp.roles import client_as
 from webapp.env import StationEnv
 from webapp.station.models import JobRecord
 from workers.jobs.runner import QUEUE
@@ -35,16 +35,6 @@ def station_env(settings, tmp_path: Path) -> StationEnv:
 @pytest.fixture
 def queue(redis_client) -> Queue:
     return django_rq.get_queue(QUEUE, commit_mode="auto")
-
-
-@pytest.fixture
-def viewer() -> Client:
-    return client_as(user_with_role(VIEWER))
-
-
-@pytest.fixture
-def operator() -> Client:
-    return client_as(user_with_role(OPERATOR))
 
 
 def finished_screenshot(env: StationEnv, *, result_file: str | None = None) -> JobRecord:
