@@ -33,7 +33,7 @@ def station_config() -> StationConfig:
     return load_from_settings()
 
 
-async def _get(bus: Bus, spec: KeySpec[T], **params: Any) -> T | None:
+async def read_key(bus: Bus, spec: KeySpec[T], **params: Any) -> T | None:
     """A key's value; one that does not validate (a writer's bug) is logged and shown as
     unknown, so one bad key cannot blank the whole screen or the status report."""
     try:
@@ -45,8 +45,8 @@ async def _get(bus: Bus, spec: KeySpec[T], **params: Any) -> T | None:
 
 
 async def read_station(bus: Bus) -> StationView:
-    state = await _get(bus, contract.STATION)
-    link = await _get(bus, contract.OCPP_LINK)
+    state = await read_key(bus, contract.STATION)
+    link = await read_key(bus, contract.OCPP_LINK)
     return StationView.from_bus(state, link)
 
 
@@ -54,8 +54,8 @@ async def read_connector(bus: Bus, config: ConnectorConfig,
                          state: ConnectorState | None = None) -> ConnectorView:
     """The connector's view; `state` given = a change just read from the stream."""
     if state is None:
-        state = await _get(bus, contract.CONNECTOR, connector_id=config.id)
-    transaction = await _get(bus, contract.OCPP_TRANSACTION, connector_id=config.id)
+        state = await read_key(bus, contract.CONNECTOR, connector_id=config.id)
+    transaction = await read_key(bus, contract.OCPP_TRANSACTION, connector_id=config.id)
     return ConnectorView.from_bus(config, state, transaction)
 
 
@@ -65,14 +65,14 @@ async def read_snapshot(bus: Bus, config: StationConfig) -> SnapshotPayload:
 
 
 async def read_hmi_settings(bus: Bus) -> HmiSettings:
-    return await _get(bus, contract.HMI_SETTINGS) or HmiSettings()
+    return await read_key(bus, contract.HMI_SETTINGS) or HmiSettings()
 
 
 async def read_charge_point_id(bus: Bus) -> str:
     """The identity the CSMS knows the station by, for the connector deep link: the one ocpp16
     connects as (OcppLink, so a ChargePointId changed in the configurator shows at once), or
     OCPP_CHARGE_POINT_ID while ocpp16 has not said."""
-    link = await _get(bus, contract.OCPP_LINK)
+    link = await read_key(bus, contract.OCPP_LINK)
     return link.charge_point_id if link and link.charge_point_id else settings.STATION_ENV.charge_point_id
 
 
@@ -88,8 +88,8 @@ async def stop_needs_card(bus: Bus, connector_id: int) -> bool:
     With no session a Stop only cancels a start that waits for a card, which needs none."""
     if not (await read_hmi_settings(bus)).stop_needs_card:
         return False
-    station = await _get(bus, contract.STATION)
+    station = await read_key(bus, contract.STATION)
     if station is not None and station.free_mode:
         return False
-    state = await _get(bus, contract.CONNECTOR, connector_id=connector_id)
+    state = await read_key(bus, contract.CONNECTOR, connector_id=connector_id)
     return state is None or state.session_id is not None

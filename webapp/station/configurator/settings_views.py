@@ -41,15 +41,17 @@ def _connector_ids() -> tuple[int, ...]:
 
 
 def _ocpp_initial(present: StationNow | None) -> dict[str, Any]:
-    """What ocpp16 uses now: the URL on the bus (without credentials), what the operator set
-    before (ocpp16's OcppState row), else the environment; the profile from its key's row."""
+    """What ocpp16 uses now: the URL and id on the bus (OcppLink), else what the operator set
+    before (ocpp16's OcppState row, while ocpp16 is down), else the environment; the profile
+    from its key's row."""
     address = OcppState.objects.filter(name=OPERATOR_ADDRESS_STATE).values_list("value", flat=True).first()
     address = address if isinstance(address, dict) else {}
     profile = OcppSetting.objects.filter(key="SecurityProfile").values_list("value", flat=True).first()
     link = present.link if present else None
     env = settings.STATION_ENV
     return {"csms_url": OcppView.from_link(link).csms_url if link else address.get("csms_url", env.csms_url),
-            "charge_point_id": address.get("charge_point_id", env.charge_point_id),
+            "charge_point_id": (link.charge_point_id if link and link.charge_point_id
+                                else address.get("charge_point_id", env.charge_point_id)),
             "security_profile": profile if profile is not None else OCPP_DEFAULT_SECURITY_PROFILE}
 
 

@@ -10,15 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-from pydantic import ValidationError
+from typing import TypeVar
 
 from bus import Bus, contract
-from bus.contract import KeySpec
 from bus.messages import ConnectorState, OcppLink, StationState
 from bus.service import REDIS_ERRORS
-from webapp.station.bus_state import station_config
+from webapp.station.bus_state import read_key, station_config
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -32,14 +29,6 @@ class StationNow:
     station: StationState | None
     link: OcppLink | None
     connectors: dict[int, ConnectorState | None]  # every connector of station.toml, by id
-
-
-async def read_key(bus: Bus, spec: KeySpec[T], **params: Any) -> T | None:
-    try:
-        return await bus.get(spec, **params)
-    except ValidationError as error:
-        log.error("bus key %s %s holds an invalid value, shown as missing: %s", spec.pattern, params, error)
-        return None
 
 
 async def read_now(bus: Bus) -> StationNow:
