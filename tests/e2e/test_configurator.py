@@ -17,7 +17,7 @@ from tests.e2e.test_smart_charging import stays_within, total_w
 from tests.support.station import BusReader, Station
 from tests.support.waiting import async_wait_until
 from webapp.env import REPO_ROOT
-from workers.sim.csms import Csms, CsmsBehaviour
+from workers.sim.csms import Csms
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(240)]
 
@@ -118,7 +118,7 @@ async def test_a_viewer_sees_the_settings_but_cannot_change_them(station: Statio
 
 
 async def test_free_mode_and_a_new_csms_url_set_in_the_configurator_apply_at_once(
-        csms: Csms, station: Station, browser_page: Page) -> None:
+        csms: Csms, second_csms: Csms, station: Station, browser_page: Page) -> None:
     """Free mode on: a plugged EV starts with the configured idTag, no card; a new CSMS URL: the
     station boots at the new central system and its transaction messages go there, no restart."""
     add_user(station, "olga", "operator")
@@ -134,15 +134,10 @@ async def test_free_mode_and_a_new_csms_url_set_in_the_configurator_apply_at_onc
     assert (start.payload["connectorId"], start.payload["idTag"]) == (2, "SITE-7")
     assert csms.calls("Authorize") == []
 
-    second = Csms(port=0, behaviour=CsmsBehaviour(heartbeat_interval_s=60))
-    await second.start()
-    try:
-        await page.fill("#id_csms_url", second.url)
-        await page.click("#ocpp-save")
-        await expect(page.locator(".messagelist")).to_contain_text("CsmsUrl: Accepted")
-        boot = await second.wait_for_call("BootNotification", timeout_s=30)
-        assert boot.charge_point_id == CHARGE_POINT_ID
-        await second.wait_for_call("MeterValues", timeout_s=30)  # the running session reports there
-        assert station.children()["ocpp16"].restarts == 0
-    finally:
-        await second.stop()
+    await page.fill("#id_csms_url", second_csms.url)
+    await page.click("#ocpp-save")
+    await expect(page.locator(".messagelist")).to_contain_text("CsmsUrl: Accepted")
+    boot = await second_csms.wait_for_call("BootNotification", timeout_s=30)
+    assert boot.charge_point_id == CHARGE_POINT_ID
+    await second_csms.wait_for_call("MeterValues", timeout_s=30)  # the running session reports there
+    assert station.children()["ocpp16"].restarts == 0

@@ -10,7 +10,6 @@ import json
 import socket
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ from tests.support.tls import CertificateAuthority, seed_configuration, seed_roo
 from tests.support.waiting import async_wait_until
 from workers.ocpp16.config_keys import InvalidValue
 from workers.ocpp16.operator_config import ADDRESS_STATE, parse_charge_point_id, parse_csms_url
-from workers.sim.csms import Csms, CsmsBehaviour
+from workers.sim.csms import Csms
 
 REPLY_WITHIN_S = 2.0  # "well under" the command's 5 s timeout
 KEY_TEXT = "operator-key-1234"  # 17 characters: taken as its UTF-8 text (16..20 bytes)
@@ -62,16 +61,6 @@ def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-async def second_csms() -> AsyncIterator[Csms]:
-    server = Csms(port=0, behaviour=CsmsBehaviour(heartbeat_interval_s=60))
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 # ---- the rules, without a station ----------------------------------------------------------------

@@ -6,7 +6,6 @@ in their own event loop, so the fake smartw answers from a thread of its own (ap
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -22,7 +21,6 @@ from django.core.management import call_command
 from django.test import AsyncClient, Client
 
 from bus import Bus, contract
-from bus.contract import KeySpec
 from bus.enums import ConnectorStatus, Standard, StartSource, StopReason
 from bus.messages import (
     ChangeAvailabilityRequest,
@@ -38,6 +36,7 @@ from bus.messages import (
     utcnow,
 )
 from tests.webapp.api_station import FakeSmartw, answering, answering_in_thread
+from tests.webapp.test_status_command import put
 from webapp.station import actions
 from webapp.station.models import ChargingSession, SessionEvent
 from webapp.station.operator_models import ApiToken, AuditEntry
@@ -80,17 +79,6 @@ def smartw(redis_client) -> Iterator[FakeSmartw]:
     fake = FakeSmartw(reason="present_card")
     with answering_in_thread(fake):
         yield fake
-
-
-def put(spec: KeySpec[Any], value: Any, **params: Any) -> None:
-    async def write() -> None:
-        bus = Bus("test")
-        try:
-            await bus.set(spec, value, **params)
-        finally:
-            await bus.close()
-
-    asyncio.run(write())
 
 
 def body(response: Any) -> Any:
