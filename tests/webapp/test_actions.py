@@ -229,6 +229,17 @@ async def test_a_self_test_returns_diags_report(operator: Actor, bus: Bus) -> No
     assert report is not None and report.checks[0].subject == "connector1"
 
 
+async def test_a_self_test_of_an_unknown_subject_says_so(operator: Actor, bus: Bus) -> None:
+    async def diag(_request: SelfTestRequest) -> DiagReport:
+        return DiagReport(ok=False, checks=())  # diag's answer: no check has that subject
+
+    async with serving("diag", {contract.SELF_TEST: diag}):
+        await served(bus, contract.SELF_TEST)
+        outcome, _ = await actions.run_self_test(operator, "connector9")
+    assert (outcome.status, outcome.detail) == ("Failed", "no check has the subject 'connector9'")
+    assert (await audit())[0].outcome == "Failed: no check has the subject 'connector9'"
+
+
 # ---- the clock --------------------------------------------------------------------------------
 
 def clock_script(tmp_path: Path, exit_code: int) -> Path:

@@ -240,8 +240,10 @@ async def run_self_test(actor: Actor, subject: str | None = None) -> tuple[Outco
     if isinstance(reply, Outcome):
         await _audit(actor, "self_test", subject or "station", reply)
         return reply, None
-    outcome = Outcome(done=True, status="Passed" if reply.ok else "Failed",
-                      detail=", ".join(check.name for check in reply.checks if check.state != "ok"))
+    failed = ", ".join(check.name for check in reply.checks if check.state != "ok")
+    if not reply.checks:  # diag's answer to a subject it has no check for
+        failed = f"no check has the subject {subject!r}"
+    outcome = Outcome(done=True, status="Passed" if reply.ok else "Failed", detail=failed)
     await _audit(actor, "self_test", subject or "station", outcome)
     return outcome, reply
 
