@@ -251,6 +251,19 @@ async def test_profile_2_needs_a_wss_url_and_keeps_it(
     assert stored_address(service_db) == {"csms_url": secure_url}
 
 
+async def test_profile_2_is_accepted_once_a_station_started_on_ws_was_moved_to_wss(
+        bus: Bus, redis_client: redis.Redis, start_ocpp16, service_db: Path) -> None:
+    """The prerequisites follow the URL in force now, not the one at start (a copy made at start
+    refused profile 2 here until ocpp16 restarted)."""
+    seed_root(service_db, CertificateAuthority.create("Operator Test Root").certificate)
+    seed_configuration(service_db, AuthorizationKey=KEY_TEXT)
+    start_ocpp16(f"ws://127.0.0.1:{closed_port()}/ocpp")
+    await wait_until_served(redis_client, bus)
+
+    assert (await configure(bus, "CsmsUrl", f"wss://127.0.0.1:{closed_port()}/ocpp")).status == "Accepted"
+    assert (await configure(bus, "SecurityProfile", "2")).status == "Accepted"
+
+
 def basic(user: str, password: bytes) -> str:
     """The header the CSMS must receive, built here independently of the station's code."""
     return "Basic " + base64.b64encode(user.encode() + b":" + password).decode()
