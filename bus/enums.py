@@ -128,3 +128,4 @@ class CheckState(StrEnum):
     MISSING = "missing"  # no value: the owner never wrote it, or it expired
     OFFLINE = "offline"  # the owner reports that the device does not answer
     INVALID = "invalid"  # the value on the bus does not match the contract
+    FAULTED = "faulted"  # the device answers but reports a fault of its own (e.g. an IMD alarm)

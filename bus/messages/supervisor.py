@@ -59,6 +59,8 @@ class DiagCheck(Message):
     subject: str = Field(description="meter name ('connector1'), 'io_module', or service name")
     state: CheckState
     age_s: float | None = Field(default=None, description="age of the value judged, s; None if missing")
+    detail: str = Field(default="", max_length=200, description="why it is not ok, for people: the "
+                        "device's fault code and its owner's reason")
 
     @property
     def name(self) -> str:

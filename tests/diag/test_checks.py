@@ -11,6 +11,7 @@ from bus import Bus, contract
 from bus.enums import CheckState, ChildStatus, ConnectorStatus
 from bus.messages import (
     ChildState,
+    DeviceState,
     DiagCheck,
     DiagReport,
     Heartbeat,
@@ -19,8 +20,8 @@ from bus.messages import (
     SupervisorState,
     utcnow,
 )
-from workers.diag.checks import ChangeLog, build_report, read, supervised_services
-from workers.diag.config import MeterExpectation
+from workers.diag.checks import ChangeLog, build_report, judge_device, read, supervised_services
+from workers.diag.config import DeviceExpectation, MeterExpectation
 
 METERS = (MeterExpectation("connector1", poll_s=1.0), MeterExpectation("connector2", poll_s=0.5))
 
@@ -144,3 +145,17 @@ def test_nothing_is_logged_during_the_start_up_grace_then_what_still_fails_is(ca
     assert caplog.records == []
     changes.update(report_of(connector1=CheckState.OK, connector2=CheckState.MISSING), now=100.0)
     assert [record.getMessage() for record in caplog.records] == ["diag: meter:connector2 is missing"]
+
+
+@pytest.mark.parametrize(("state", "judged", "detail"), [
+    (DeviceState(device="imd", available=True), CheckState.OK, ""),
+    (DeviceState(device="imd", available=True, fault="insulation", reason="R below 100 kOhm"),
+     CheckState.FAULTED, "insulation: R below 100 kOhm"),
+    (DeviceState(device="imd", available=True, fault="E12"), CheckState.FAULTED, "E12"),
+    (DeviceState(device="imd", available=False, reason="no answer (timeout)"), CheckState.OFFLINE,
+     "no answer (timeout)"),
+])
+def test_a_device_that_reports_its_own_fault_fails_the_self_test_with_the_fault(
+        state: DeviceState, judged: CheckState, detail: str) -> None:
+    check = judge_device(DeviceExpectation(name="imd", owner="smartw"), state, owner_alive=True, now=utcnow())
+    assert (check.state, check.detail) == (judged, detail)

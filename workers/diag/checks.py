@@ -82,8 +82,9 @@ def judge_io(station: StationState | Unreadable | None, now: datetime) -> DiagCh
 
 def judge_device(device: DeviceExpectation, state: DeviceState | Unreadable | None, owner_alive: bool,
                  now: datetime) -> DiagCheck:
-    """Available per its owner; stale while the owner is dead (nobody keeps the key current).
-    `age_s` is the time since the owner last reported a change."""
+    """Available per its owner, and not reporting a fault of its own (a fault code in its key:
+    an IMD alarm, a meter's anomaly, a power module's flag); stale while the owner is dead
+    (nobody keeps the key current). `age_s` is the time since the owner last reported a change."""
     kind: Literal["device"] = "device"
     if state is None or isinstance(state, Unreadable):
         return DiagCheck(kind=kind, subject=device.name,
@@ -91,8 +92,14 @@ def judge_device(device: DeviceExpectation, state: DeviceState | Unreadable | No
     age = _age_s(state.at, now)
     if not owner_alive:
         return DiagCheck(kind=kind, subject=device.name, state=CheckState.STALE, age_s=age)
-    judged = CheckState.OK if state.available else CheckState.OFFLINE
-    return DiagCheck(kind=kind, subject=device.name, state=judged, age_s=age)
+    if not state.available:
+        return DiagCheck(kind=kind, subject=device.name, state=CheckState.OFFLINE, age_s=age,
+                         detail=state.reason[:200])
+    if state.fault:
+        detail = f"{state.fault}: {state.reason}" if state.reason else state.fault
+        return DiagCheck(kind=kind, subject=device.name, state=CheckState.FAULTED, age_s=age,
+                         detail=detail[:200])
+    return DiagCheck(kind=kind, subject=device.name, state=CheckState.OK, age_s=age)
 
 
 def judge_service(name: str, child: ChildState | None, beat: Heartbeat | Unreadable | None,
