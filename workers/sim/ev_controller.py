@@ -28,6 +28,7 @@ from workers.drivers.controllers.interface import (
     SessionPhase,
 )
 from workers.drivers.controllers.registry import controller_model
+from workers.sim.controller_bootloader import ControllerBootloader
 from workers.sim.ev import SimulatedEv
 from workers.sim.ev_controller_lease import OutputLease
 from workers.sim.ev_controller_wire import RegisterMap, register_map
@@ -72,6 +73,7 @@ class SimulatedController:
         self.lease = OutputLease(clock)
         self.in_bootloader = False
         self.firmware = FIRMWARE
+        self.bootloader = ControllerBootloader()
         self.wire: RegisterMap = register_map(self)
 
     # ---- SimulatedDevice ---------------------------------------------------------
@@ -147,11 +149,17 @@ class SimulatedController:
         if self.energised():
             return False
         self.in_bootloader = True
+        self.bootloader.restart()
         self.command = StationCommand()  # volatile settings are lost with the application
         self.lease = OutputLease(self.lease.clock)
         return True
 
     def leave_bootloader(self) -> None:
+        """The application starts with the firmware the bootloader installed, if it starts."""
+        firmware = self.bootloader.start_application(self.firmware)
+        if firmware is None:
+            return
+        self.firmware = firmware
         self.in_bootloader = False
         self._restart_session()
 

@@ -19,6 +19,7 @@ from pymodbus.simulator import SimDevice
 
 from workers.drivers.controllers import phoenix_ev_cc as phoenix
 from workers.drivers.controllers import station_dc as own
+from workers.drivers.controllers.bootloader_protocol import STATUS_START as BOOTLOADER_REGISTERS
 from workers.drivers.controllers.iec61851 import PilotState, amps_to_duty
 from workers.drivers.controllers.interface import OutputLimits
 
@@ -73,6 +74,8 @@ class StationDcMap:
 
     def read(self, table: Table, address: int, count: int) -> list[int] | ExcCodes:
         controller = self.controller
+        if controller.in_bootloader and address >= BOOTLOADER_REGISTERS:
+            return controller.bootloader.read(table, address, count)
         if table is Table.INPUTS:
             if controller.in_bootloader and address < own.IDENTITY_START:
                 return ExcCodes.DEVICE_BUSY
@@ -87,6 +90,8 @@ class StationDcMap:
     def write(self, address: int, values: list[int]) -> ExcCodes | None:
         if address == own.HoldingRegister.BOOTLOADER and len(values) == 1:
             return self._bootloader(values[0])
+        if self.controller.in_bootloader and address >= BOOTLOADER_REGISTERS:
+            return self.controller.bootloader.write(address, values)
         if address + len(values) > own.COMMAND_COUNT:
             return ExcCodes.ILLEGAL_ADDRESS
         controller = self.controller
