@@ -11,7 +11,7 @@ import pytest
 from ocpp.v16 import call
 
 from bus import contract
-from bus.messages import LimitSource, MeterReading
+from bus.messages import ChargingLimit, LimitSource, MeterReading
 from tests.e2e.conftest import CHARGE_POINT_ID
 from tests.e2e.helpers import sim, status_notification
 from tests.support.station import BusReader, Station
@@ -89,8 +89,10 @@ async def test_charge_point_max_and_tx_profiles_hold_the_measured_power(csms: Cs
 
         cap = profile(1, "ChargePointMaxProfile", STATION_CAP_W, "W")
         assert await set_profile(csms, 0, cap) == "Accepted"
-        limit = bus.get(contract.OCPP_LIMIT, connector_id=0)
-        assert limit is not None and limit.source is LimitSource.OCPP_CHARGE_POINT_MAX
+        async def station_limit() -> ChargingLimit | None:  # published after the answer, not before
+            return bus.get(contract.OCPP_LIMIT, connector_id=0)
+        limit = await async_wait_until(station_limit, what="the station limit on the bus")
+        assert limit.source is LimitSource.OCPP_CHARGE_POINT_MAX
         await stays_within(bus, CONNECTORS, STATION_CAP_W, "the connectors' total power")
         assert all(r.power_w > CHARGING_W for r in readings(bus, CONNECTORS)), "the cap stops no session"
 
