@@ -108,6 +108,8 @@ cat <<EOF
   Station (simulation) starting
   HMI (kiosk)      http://127.0.0.1:$WEB_PORT/hmi/
   Configurator     http://127.0.0.1:$WEB_PORT/admin/    $ADMIN
+  Dashboard        http://127.0.0.1:$WEB_PORT/configurator/   (same login)
+  REST API         http://127.0.0.1:$WEB_PORT/api/docs    (tokens: manage.py api_token create admin NAME)
   CSMS             $CSMS_SHOWN
   Redis            $REDIS_URL
   Data and logs    $STATION_DATA_DIR   (logs: $LOGS)
