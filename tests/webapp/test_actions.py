@@ -287,8 +287,13 @@ async def test_settings_come_back_after_redis_lost_them_but_a_cli_limit_is_kept(
                                what="the station limit back")
         temporary = ChargingLimit(connector_id=0, limit_w=11_000, source=LimitSource.OPERATOR)
         await bus.set(contract.OPERATOR_LIMIT, temporary, connector_id=0)  # `manage.py limit set --station`
-        await asyncio.sleep(0.2)  # several refreshes
-        assert (await bus.get(contract.OPERATOR_LIMIT, connector_id=0)).limit_w == 11_000
+        for _ in range(3):  # three refreshes later (each rewrites the HMI settings with a new time) ...
+            before = (await bus.get(contract.HMI_SETTINGS)).at
+
+            async def refreshed(since: datetime = before) -> bool:
+                return (await bus.get(contract.HMI_SETTINGS)).at > since
+            await async_wait_until(refreshed, timeout_s=5, what="a refresh")
+        assert (await bus.get(contract.OPERATOR_LIMIT, connector_id=0)).limit_w == 11_000  # ... still there
     finally:
         stopping.set()
         await loop
