@@ -213,6 +213,18 @@ EXIT_FOR_UPDATE = CommandSpec(
     "Stop every service and exit with the update kind's exit code (ops/start.sh installs).",
 )
 
+UPDATE_HOLD = CommandSpec(
+    "smartw.update_hold", m.UpdateHoldRequest, m.UpdateHoldReply, "smartw",
+    "Hold the station for an install (granted only while no connector charges; no new session "
+    "starts until released or expired) or release it (the FOTA job asks before it installs).",
+)
+FLASH_CONTROLLER = CommandSpec(
+    "smartw.flash_controller", m.FlashControllerRequest, m.FlashControllerReply, "smartw",
+    "Flash one connector's charge controller over its bootloader (update_fw asks, one at a time); "
+    "the connector is Unavailable while it runs. Callers give their own timeout (minutes).",
+    timeout_s=600.0,
+)
+
 RESTART = CommandSpec(
     "chargepoint.restart", m.RestartRequest, m.CommandResult, "chargepoint",
     "Stop every station service but the simulator and start them again (OCPP Reset); hard: run the "

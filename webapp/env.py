@@ -38,6 +38,11 @@ class StationEnv:
     """Pages that may open the HMI websocket (HMI_ALLOWED_ORIGINS); default: the kiosk's own."""
     web_https: bool
     """WEB_HTTPS=1: the configurator is reached over HTTPS through a TLS proxy in front."""
+    fota_keep_packages: int = 3
+    """FOTA_KEEP_PACKAGES: update packages kept in each of packages/downloads, installed/<kind>,
+    failed/<kind> (the newest; older ones are deleted)."""
+    firmware_dir: Path = Path("/opt/station/firmware")
+    """STATION_FIRMWARE_DIR: where the controller-firmware deb installs its bundle folders."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> StationEnv:
@@ -59,6 +64,8 @@ class StationEnv:
             web_port=int(port_text),
             hmi_allowed_origins=_origins(env, "HMI_ALLOWED_ORIGINS", default=_own_origins(env, port_text)),
             web_https=_flag(env, "WEB_HTTPS"),
+            fota_keep_packages=_count(env, "FOTA_KEEP_PACKAGES", default=3),
+            firmware_dir=Path(env.get("STATION_FIRMWARE_DIR", "/opt/station/firmware")),
         )
 
     @property
@@ -74,12 +81,29 @@ class StationEnv:
     def archives_dir(self) -> Path:
         return self.data_dir / "archives"
 
+    @property
+    def packages_dir(self) -> Path:
+        """Update packages: downloads/, staged|installed|failed/<kind>/, status/ (ops/start.sh)."""
+        return self.data_dir / "packages"
+
+    @property
+    def keys_dir(self) -> Path:
+        """Keys provisioned at activation: update.key, manufacturer-root.pem."""
+        return self.data_dir / "keys"
+
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
     text = env.get(name, "0")
     if text not in ("0", "1"):
         raise EnvError(f"{name} must be 0 or 1, got {text!r}")
     return text == "1"
+
+
+def _count(env: Mapping[str, str], name: str, *, default: int) -> int:
+    text = env.get(name, str(default))
+    if not text.isdigit() or int(text) < 1:
+        raise EnvError(f"{name} must be a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def _own_origins(env: Mapping[str, str], port_text: str) -> tuple[str, ...]:

@@ -78,6 +78,12 @@ from bus.messages.transfers import (
     TransferFailure,
     TransferStatus,
 )
+from bus.messages.updates import (
+    FlashControllerReply,
+    FlashControllerRequest,
+    UpdateHoldReply,
+    UpdateHoldRequest,
+)
 
 __all__ = [
     "MIN_KEY_TTL_S",
@@ -100,6 +106,8 @@ __all__ = [
     "Empty",
     "ExitForUpdateRequest",
     "FileTransferProgress",
+    "FlashControllerReply",
+    "FlashControllerRequest",
     "FreeModeRequest",
     "Heartbeat",
     "HmiLanguage",
@@ -134,5 +142,7 @@ __all__ = [
     "TransferStatus",
     "UnlockReply",
     "UnlockRequest",
+    "UpdateHoldReply",
+    "UpdateHoldRequest",
     "utcnow",
 ]

@@ -95,6 +95,8 @@ class DeviceState(Message):
     available: bool = Field(description="False once it missed two polls in a row (or refused)")
     reason: str = Field(default="", description="why it is unavailable or faulted, for logs and UIs")
     fault: str | None = Field(default=None, description="device-reported fault code, if any")
+    firmware_version: str | None = Field(default=None, description="the firmware the device reports "
+                                         "(charge controllers: major.minor.patch), None = not known")
     at: datetime = Field(default_factory=utcnow)
 
 

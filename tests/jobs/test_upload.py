@@ -215,18 +215,21 @@ def test_a_cancelled_job_does_not_run_and_keeps_its_reason(station_env, queue, r
 
 
 @pytest.mark.django_db
-def test_the_firmware_job_reports_download_failed_because_it_is_not_available(
+def test_the_firmware_job_on_the_queue_reports_download_failed_when_nothing_answers(
         station_env, run_worker, django_capture_on_commit_callbacks) -> None:
-    request = api.FirmwareRequest(location="https://updates.example.com/fw.bin",
+    """The FIRMWARE_UPDATE job through the real RQ worker (the job: tests/fota/test_update_job.py)."""
+    request = api.FirmwareRequest(location="https://127.0.0.1:1/fw.bin",
                                   retrieve_at=datetime.now(UTC), attempts=1, retry_interval_s=0)
     with django_capture_on_commit_callbacks(execute=True):
         record = api.request_firmware_update(request)
     run_worker()
 
     record.refresh_from_db()
-    assert record.status == JobRecord.Status.FAILED and "not available in this version" in record.log
-    (step,) = _steps(record.pk)
-    assert (step.status, step.failure) == (TransferStatus.DOWNLOAD_FAILED, TransferFailure.NOT_AVAILABLE)
+    assert record.status == JobRecord.Status.FAILED and "DownloadFailed" in record.log
+    downloading, failed = _steps(record.pk)
+    assert downloading.status == TransferStatus.DOWNLOADING
+    assert failed.status == TransferStatus.DOWNLOAD_FAILED
+    assert failed.failure == TransferFailure.TRANSFER_FAILED
 
 
 def test_bad_upload_requests_are_refused_before_a_job_is_made() -> None:

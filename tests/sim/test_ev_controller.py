@@ -87,8 +87,8 @@ def _ev() -> SimulatedEv:
 
 
 @pytest.mark.parametrize(("standard", "kinds"), [
-    ("Type2", ("diode_fail", "overtemp", "comm_loss", "internal")),
-    ("CCS", ("insulation", "overtemp", "comm_loss", "welding", "internal")),
+    ("Type2", ("diode_fail", "overtemp", "comm_loss", "internal", "flash_crc", "flash_fail")),
+    ("CCS", ("insulation", "overtemp", "comm_loss", "welding", "internal", "flash_crc", "flash_fail")),
 ])
 def test_a_controller_is_a_simulated_device_with_its_standards_faults(standard, kinds) -> None:
     controller = _controller(standard)

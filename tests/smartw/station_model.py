@@ -186,6 +186,9 @@ class StationModel:
         self.switchings: list[Switching] = []
         self.commands: list[OutputCommand] = []
         self.peak_module_current_a = 0.0  # for the tests' coverage statistics
+        # What the driver's last poll read: taken before the latest step of physics, so smartw
+        # decides on readings one step old, as on a real CAN bus (None: no poll yet).
+        self.polled: dict[str, ModuleReading | None] | None = None
 
     # ---- what the scenario does to the station -----------------------------------------
 
@@ -213,6 +216,7 @@ class StationModel:
     # ---- time ----------------------------------------------------------------------------
 
     def advance(self, dt_s: float) -> None:
+        self.polled = {name: module.reading() for name, module in self.modules.items()}
         self.now += dt_s
         if self.contact_delay:
             for key, contactor in self._all_contactors():
@@ -449,7 +453,12 @@ class ModuleBank:
         self._by_address = {module.address: module for module in model.modules.values()}
 
     def reading(self, address: int) -> ModuleReading | None:
-        return self._by_address[address].reading()
+        """The last poll (one step old); offline now means no reading, as the driver drops it."""
+        module = self._by_address[address]
+        polled = self.model.polled
+        if polled is None or not module.online:
+            return module.reading()
+        return polled[module.name]
 
     def is_available(self, address: int) -> bool:
         return self._by_address[address].online

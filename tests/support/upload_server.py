@@ -1,13 +1,16 @@
 """A real HTTP server that receives uploads (PUT, or a multipart POST), for the diagnostics and
-log upload tests: it runs in a thread of the test process on a free port and records every
-request; tests make it fail, refuse PUT or ask for credentials."""
+log upload tests, and serves files (GET, with Range) for the firmware download tests: it runs in
+a thread of the test process on a free port and records every request; tests make it fail,
+refuse PUT, ask for credentials, ignore Range or hang up in the middle of a body."""
 
 from __future__ import annotations
 
 import base64
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -29,6 +32,8 @@ class UploadBehaviour:
     refuse_put: bool = False  # PUT gets 405 (the client should POST a form)
     password: tuple[str, str] | None = None  # (user, password) required, else 401
     status: int = 201
+    ignore_range: bool = False  # GET answers 200 with the whole file even when asked for a range
+    cut_after: int | None = None  # the next GET sends this many body bytes, then hangs up
 
 
 @dataclass
@@ -38,6 +43,8 @@ class UploadServer:
     behaviour: UploadBehaviour = field(default_factory=UploadBehaviour)
     received: list[Upload] = field(default_factory=list)
     attempts: int = 0
+    files: dict[str, bytes] = field(default_factory=dict)  # request path -> content, for GET
+    fetches: list[Upload] = field(default_factory=list)  # every GET (body empty)
 
     @property
     def url(self) -> str:
@@ -52,6 +59,36 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._take(put=False)
+
+    def do_GET(self) -> None:
+        state = self.server.state
+        state.fetches.append(Upload(self.command, self.path, b"", dict(self.headers)))
+        behaviour = state.behaviour
+        content = state.files.get(self.path)
+        if behaviour.failures > 0:
+            behaviour.failures -= 1
+            self._answer(500)
+        elif behaviour.password is not None and self.headers.get("Authorization") != _basic(
+                behaviour.password):
+            self._answer(401)
+        elif content is None:
+            self._answer(404)
+        else:
+            self._serve(content, None if behaviour.ignore_range else _range_start(self.headers))
+
+    def _serve(self, content: bytes, start: int | None) -> None:
+        if start is not None and start >= len(content):
+            self._answer(416, {"Content-Range": f"bytes */{len(content)}"})
+            return
+        self.send_response(200 if start is None else 206)
+        if start is not None:
+            self.send_header("Content-Range", f"bytes {start}-{len(content) - 1}/{len(content)}")
+        body = content[start or 0:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        cut, self.server.state.behaviour.cut_after = self.server.state.behaviour.cut_after, None
+        self.wfile.write(body if cut is None else body[:cut])
+        self.close_connection = True
 
     def _take(self, *, put: bool) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -70,8 +107,10 @@ class _Handler(BaseHTTPRequestHandler):
             state.received.append(Upload(self.command, self.path, body, dict(self.headers)))
             self._answer(behaviour.status)
 
-    def _answer(self, status: int) -> None:
+    def _answer(self, status: int, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -81,6 +120,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     state: UploadServer
+
+
+def _range_start(headers: Message) -> int | None:
+    """The first byte of a `Range: bytes=<n>-` request (the only form the station sends)."""
+    found = re.fullmatch(r"bytes=(\d+)-", headers.get("Range", ""))
+    return None if found is None else int(found[1])
 
 
 def _basic(credentials: tuple[str, str]) -> str:

@@ -182,6 +182,7 @@ class RuntimeSettings(models.Model):
         return "runtime settings"
 
 
+from webapp.station.fota_models import FirmwareUpdate  # noqa: E402,F401  (Django finds models here)
 from webapp.station.ocpp_models import (  # noqa: E402,F401  (Django finds models in this module)
     AuthCacheEntry,
     ChargingProfileRecord,

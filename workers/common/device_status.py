@@ -32,12 +32,15 @@ class DeviceHealth:
     failures_in_row: int = 0
     reason: str = ""
     fault: str | None = None
+    firmware_version: str | None = None  # as the device last reported it (kept when a poll does not say)
     announced: bool = False  # the first state is always published
 
-    def succeeded(self, fault: str | None = None) -> bool:
+    def succeeded(self, fault: str | None = None, firmware_version: str | None = None) -> bool:
         """A poll answered (with a device-reported `fault`, or None). True if the state changed."""
-        changed = not self.available or fault != self.fault or not self.announced
+        new_firmware = firmware_version is not None and firmware_version != self.firmware_version
+        changed = not self.available or fault != self.fault or not self.announced or new_firmware
         self.available, self.failures_in_row, self.fault = True, 0, fault
+        self.firmware_version = firmware_version or self.firmware_version
         self.reason = f"device reports fault {fault}" if fault else ""
         return changed
 
@@ -52,7 +55,7 @@ class DeviceHealth:
 
     def state(self) -> DeviceState:
         return DeviceState(device=self.device, bus=self.bus, available=self.available,
-                           reason=self.reason, fault=self.fault)
+                           reason=self.reason, fault=self.fault, firmware_version=self.firmware_version)
 
 
 class DeviceStatusPublisher:
@@ -69,10 +72,11 @@ class DeviceStatusPublisher:
             self._health[device] = DeviceHealth(device, bus_name)
         return self._health[device]
 
-    async def succeeded(self, device: str, *, bus_name: str = "", fault: str | None = None) -> None:
+    async def succeeded(self, device: str, *, bus_name: str = "", fault: str | None = None,
+                        firmware_version: str | None = None) -> None:
         health = self.health(device, bus_name=bus_name)
         was_unavailable = not health.available
-        if health.succeeded(fault):
+        if health.succeeded(fault, firmware_version):
             if was_unavailable:
                 log.info("device %s is available again", device)
             await self._publish(health)

@@ -41,8 +41,8 @@ def request_upload(request: UploadRequest) -> JobRecord:
 
 
 def request_firmware_update(request: FirmwareRequest) -> JobRecord:
-    """Queue the firmware update hand-off (workers/jobs/firmware.py)."""
-    return submit(JobKind.FIRMWARE_UPDATE, request.to_params())
+    """Queue the over-the-air update (workers/jobs/firmware.py, stages in workers/fota/update.py)."""
+    return submit(JobKind.FIRMWARE_UPDATE, request.to_params(), timeout_s=request.time_limit_s())
 
 
 def cancel(record_id: int, reason: str) -> bool:

@@ -29,6 +29,16 @@ class JobKind(StrEnum):
     DIAGNOSTICS_UPLOAD = "diagnostics_upload"  # OCPP GetDiagnostics / GetLog: build, then upload
     FIRMWARE_UPDATE = "firmware_update"  # OCPP UpdateFirmware / SignedUpdateFirmware
     HMI_SCREENSHOT = "hmi_screenshot"  # the kiosk page as a PNG, for the configurator
+    UPDATE_CONTROLLERS = "update_controllers"  # flash the controllers from an installed firmware bundle
+
+
+RESUMABLE_KINDS: frozenset[str] = frozenset({
+    JobKind.FIRMWARE_UPDATE, JobKind.DIAGNOSTICS_UPLOAD,
+    JobKind.UPDATE_CONTROLLERS,  # flashing the controllers (done ones are skipped)
+})
+"""Kinds whose handler continues from what it already did when run again, so a row left
+`running` by a killed jobs service (power cut) is queued again at the next start instead of
+ending errored (runner.recover_interrupted)."""
 
 
 class JobFailed(Exception):

@@ -7,6 +7,13 @@ starts the job once that answer has left. The job builds the diagnostics archive
 it (upload.py) with the requested attempts and interval, and reports each step on the bus
 (progress.py): Uploading, then Uploaded or UploadFailed with the reason. A cancelled job (a new
 GetLog replaces the running one: its row is ended by `runner.cancel`) stops between attempts.
+
+The job is resumable (base.RESUMABLE_KINDS): after a power cut the jobs service runs it again.
+The file is written under a temporary name and renamed when complete, so a complete file under
+its name is reused, not built again (its range would now give other content); an FTP(S)
+upload continues from the size the server already holds (the name is unique to the request,
+so those bytes are ours), an HTTP(S) one starts over. The run reports Uploading again, which
+ocpp16 does not repeat to the CSMS.
 """
 
 from __future__ import annotations
@@ -93,7 +100,7 @@ def upload_diagnostics(job: JobLog, params: dict[str, Any]) -> str:
     try:
         where = upload_with_retries(
             path, request.location, attempts=request.attempts, retry_interval_s=request.retry_interval_s,
-            cancelled=lambda: _cancelled(job.record_id),
+            cancelled=lambda: _cancelled(job.record_id), resume=True,
             on_failure=lambda attempt, error: job.warning("attempt %d of %d failed: %s", attempt,
                                                           request.attempts, error))
     except UploadError as error:
@@ -105,7 +112,11 @@ def upload_diagnostics(job: JobLog, params: dict[str, Any]) -> str:
 
 
 def _build(job: JobLog, request: UploadRequest, target: Path) -> Path:
-    """The file to upload; a failure to build it is reported as UploadFailed, then raised."""
+    """The file to upload; a failure to build it is reported as UploadFailed, then raised.
+    A complete file from an interrupted run of this job is reused."""
+    if target.is_file():
+        job.info("%s was built by an earlier run of this job: reused", target.name)
+        return target
     try:
         if request.content is UploadContent.DIAGNOSTICS:
             return write_archive(job, ArchiveRequest(start=request.start, end=request.end,

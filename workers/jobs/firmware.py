@@ -1,11 +1,8 @@
 """The FIRMWARE_UPDATE job: where an OCPP UpdateFirmware / SignedUpdateFirmware is handed over
-once its retrieve time has come (ocpp16 starts it, workers/ocpp16/firmware.py).
-
-Downloading, verifying and installing firmware is not part of this version (it is built by the
-over-the-air update work). Until then the job tells the truth instead of pretending progress:
-it reports DownloadFailed (failure `not_available`: the station could not download the
-firmware, which is what happened) and ends failed with the reason in its row, so the operator
-sees it in the configurator and the CSMS is not left waiting for a status that never comes.
+once its retrieve time has come (ocpp16 starts it, workers/ocpp16/firmware.py). The work is
+the over-the-air update state machine of workers/fota/update.py: download, verify, wait until
+no connector charges, install through ops/start.sh, flash the controllers; it resumes from its
+persisted stage when the job runs again after a restart (a resumable kind).
 """
 
 from __future__ import annotations
@@ -15,15 +12,18 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from bus.messages import TransferFailure, TransferStatus
+from workers.fota.update import run_update
 from workers.jobs import progress
 from workers.jobs.archive import describe
 from workers.jobs.base import JobFailed, JobLog
 
-NOT_AVAILABLE = "downloading and installing firmware is not available in this version of the station software"
+DOWNLOAD_BUDGET_S = 1800  # the job's time limit: per download attempt (and the wait after it) ...
+INSTALL_BUDGET_S = 6 * 3600  # ... plus waiting for idle, installing and flashing
 
 
 class FirmwareRequest(BaseModel):
-    """What the CSMS asked for; the job's parameters."""
+    """What the CSMS asked for; the job's parameters. `location` may carry a password (kept in
+    the row like any param, never logged)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -36,20 +36,28 @@ class FirmwareRequest(BaseModel):
                                             "against a ManufacturerRootCertificate before the job was made")
     signature: str | None = Field(default=None,
                                   description="SignedUpdateFirmware: base64 signature of the file")
+    request_id: int | None = Field(default=None, description="SignedUpdateFirmware's requestId")
+
+    @property
+    def signed(self) -> bool:
+        return self.signature is not None
 
     def to_params(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
+    def time_limit_s(self) -> int:
+        """Long enough for every download attempt, a scheduled install time and the install."""
+        later = 0.0 if self.install_at is None else (self.install_at - self.retrieve_at).total_seconds()
+        waiting = max(int(later), 0)
+        return self.attempts * (DOWNLOAD_BUDGET_S + self.retry_interval_s) + waiting + INSTALL_BUDGET_S
+
 
 def update_firmware(job: JobLog, params: dict[str, Any]) -> str:
-    """The job's handler: reports DownloadFailed (not available) and fails with the reason."""
+    """The job's handler; returns the installed package's path relative to STATION_DATA_DIR."""
     try:
-        FirmwareRequest.model_validate(params)
+        request = FirmwareRequest.model_validate(params)
     except ValidationError as error:
         progress.report(job.record_id, TransferStatus.DOWNLOAD_FAILED, TransferFailure.BAD_REQUEST,
                         "invalid firmware request")
         raise JobFailed(f"invalid firmware request: {describe(error)}") from error
-    job.error("%s; the request stays recorded and is reported DownloadFailed", NOT_AVAILABLE)
-    progress.report(job.record_id, TransferStatus.DOWNLOAD_FAILED, TransferFailure.NOT_AVAILABLE,
-                    NOT_AVAILABLE)
-    raise JobFailed(NOT_AVAILABLE)
+    return run_update(job, request)

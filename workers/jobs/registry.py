@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from workers.jobs import archive, diagnostics_upload, firmware, hmi_screenshot
+from workers.jobs import archive, diagnostics_upload, firmware, hmi_screenshot, update_controllers
 from workers.jobs.base import Handler, JobKind
 
 HANDLERS: Mapping[JobKind, Handler] = MappingProxyType({
@@ -14,6 +14,7 @@ HANDLERS: Mapping[JobKind, Handler] = MappingProxyType({
     JobKind.DIAGNOSTICS_UPLOAD: diagnostics_upload.upload_diagnostics,
     JobKind.FIRMWARE_UPDATE: firmware.update_firmware,
     JobKind.HMI_SCREENSHOT: hmi_screenshot.take_screenshot,
+    JobKind.UPDATE_CONTROLLERS: update_controllers.update_controllers,
 })
 
 _missing = set(JobKind) - set(HANDLERS)

@@ -7,7 +7,9 @@
   with the traceback of anything else;
 - `run_sync` runs a job in the calling process (CLI, tests) with the same bookkeeping;
 - `cancel` ends a queued or running job's row (failed, "cancelled: why") and takes the job off
-  the queue or stops its process; a row that has ended is never changed again.
+  the queue or stops its process; a row that has ended is never changed again;
+- `recover_interrupted` (at the jobs service's start) queues again the rows of resumable kinds
+  a killed service left `running`, and ends the others errored.
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 from webapp.station.models import JobRecord
-from workers.jobs.base import Handler, JobFailed, JobKind, JobLog, append_line
+from workers.jobs.base import RESUMABLE_KINDS, Handler, JobFailed, JobKind, JobLog, append_line
 from workers.jobs.registry import HANDLERS
 
 log = logging.getLogger(__name__)
 
 QUEUE = "default"  # a key of settings.RQ_QUEUES
+MAX_RESUMES = 5  # times an interrupted job of a resumable kind is queued again
+RESUMED = "resumed after the jobs service restarted"  # its log line, counted for MAX_RESUMES
 Status = JobRecord.Status
 
 
@@ -152,20 +156,55 @@ def cancel(record_id: int, reason: str) -> bool:
 
 
 def recover_interrupted() -> int:
-    """Mark rows left `running` by a previous jobs process as errored. The station runs one
-    jobs worker, so at its start no job can really be running. Returns how many were marked."""
-    count = JobRecord.objects.filter(status=Status.RUNNING).update(
-        status=Status.ERRORED, finished_at=timezone.now(),
-        log=append_line(logging.ERROR, "interrupted: the jobs service stopped while the job ran"))
-    if count:
-        log.error("%d job(s) were interrupted by the previous jobs process", count)
-    return count
+    """Deal with the rows a previous jobs process left `running` (it was killed: power cut,
+    SIGKILL). The station runs one jobs worker, so at its start no job can really be running.
+    A job of a resumable kind (base.RESUMABLE_KINDS) is queued again under a new RQ job id and
+    continues from what it had done; every other one ends errored, as does a resumable job
+    already resumed MAX_RESUMES times (a job that kills the service must not loop forever).
+    Returns how many rows were dealt with."""
+    interrupted = list(JobRecord.objects.filter(status=Status.RUNNING).values_list(
+        "pk", "kind", "log", "rq_job_id"))
+    for record_id, kind, text, previous_job_id in interrupted:
+        if kind not in RESUMABLE_KINDS:
+            _end(record_id, Status.ERRORED, "interrupted: the jobs service stopped while the job ran")
+        elif text.count(RESUMED) >= MAX_RESUMES:
+            _end(record_id, Status.ERRORED, f"interrupted and resumed too often ({MAX_RESUMES} times): "
+                                            "not resumed again")
+        else:
+            _resume(record_id, text.count(RESUMED) + 1, previous_job_id)
+    if interrupted:
+        log.error("%d job(s) were interrupted by the previous jobs process", len(interrupted))
+    return len(interrupted)
+
+
+def _resume(record_id: int, resume: int, previous_job_id: str) -> None:
+    """Queue an interrupted row again, keeping the time limit its RQ job had."""
+    job_id = uuid.uuid4().hex
+    requeued = JobRecord.objects.filter(pk=record_id, status=Status.RUNNING).update(
+        status=Status.QUEUED, rq_job_id=job_id,
+        log=append_line(logging.WARNING, f"{RESUMED} (resume {resume} of at most {MAX_RESUMES})"))
+    if requeued:
+        transaction.on_commit(partial(_enqueue, record_id, job_id, None, _time_limit_s(previous_job_id)))
+        log.warning("job #%s resumed (resume %d)", record_id, resume)
+
+
+def _time_limit_s(rq_job_id: str) -> int | None:
+    """The time limit of the interrupted RQ job if Redis still has it, else the queue's."""
+    if not rq_job_id:
+        return None
+    try:
+        timeout = Job.fetch(rq_job_id, connection=django_rq.get_queue(QUEUE).connection).timeout
+    except (NoSuchJobError, redis.exceptions.RedisError):
+        return None
+    return int(timeout) if timeout else None
 
 
 def on_work_horse_killed(job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
     """RQ hook in the worker process when the forked job process died (killed, out of memory,
-    segfault) before it could record its end: record it for the operator. Closes the database
-    connection after, so the next fork does not inherit it."""
+    segfault) before it could record its end: record it for the operator, whatever its kind
+    (the service lives on, so what killed the job would likely kill it again; only a restart
+    of the service resumes a job). Closes the database connection after, so the next fork
+    does not inherit it."""
     record_id = _record_id(job)
     if record_id is None:
         return

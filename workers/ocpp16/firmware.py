@@ -5,15 +5,17 @@ A request is checked, recorded (OcppState `firmware_request`: a restart keeps it
 and at its retrieve time handed to the FIRMWARE_UPDATE job (workers/jobs/firmware.py). Each
 step the job reports becomes a FirmwareStatusNotification (UpdateFirmware) or a
 SignedFirmwareStatusNotification with the requestId (SignedUpdateFirmware), through the
-persisted lane; a job that dies is reported from its row (DownloadFailed before anything was
-downloaded, else InstallationFailed).
+persisted lane; a job that ends without saying how is reported from its row (DownloadFailed
+before anything was downloaded, else InstallationFailed). A job queued again after a restart
+(its kind is resumable: workers/fota/update.py continues from its persisted stage) is still in
+progress, whether queued or running.
 
-This version cannot download or install firmware. The job says so by reporting DownloadFailed:
-the station did not get the firmware, which is exactly what DownloadFailed tells the CSMS
-(OCPP 1.6 §7.25), and it needs no step that did not happen (no Downloading, nothing
-installed); the request stays recorded and the job's row says why, for the operator. Silence
-would leave the CSMS waiting for a status that never comes; refusing the request outright is
-impossible for UpdateFirmware (its answer has no status) and would misstate SupportedFeatureProfiles.
+The job reports what happened in the Security Whitepaper's terms; a plain UpdateFirmware
+hears the OCPP 1.6 subset: InvalidSignature and InstallVerificationFailed (a package refused
+after it was downloaded) become InstallationFailed, and the steps 1.6 has no status for
+(DownloadScheduled, SignatureVerified, InstallScheduled...) are recorded but not sent.
+InvalidSignature also raises the security event InvalidFirmwareSignature, for either request
+(a wrongly signed package is an attack whoever asked for it); Installed raises FirmwareUpdated.
 
 SignedUpdateFirmware: the signing certificate must chain to an installed ManufacturerRootCertificate
 (firmware_signing.py), else InvalidCertificate and the security event
@@ -44,6 +46,7 @@ from ocpp.v16.enums import Action, CertificateUse, FirmwareStatus, UpdateFirmwar
 
 from bus import Bus
 from bus.messages import FileTransferProgress, TransferStatus
+from webapp.station.models import JobRecord
 from workers.jobs import api as jobs
 from workers.jobs.upload import UploadError, parse_location
 from workers.ocpp16.firmware_signing import check_signing_certificate
@@ -73,6 +76,14 @@ PLAIN_STATUSES = frozenset({  # FirmwareStatusNotification of OCPP 1.6 (without 
 FINAL = frozenset({  # the update is over
     FirmwareStatus.download_failed, FirmwareStatus.installation_failed, FirmwareStatus.installed,
     FirmwareStatus.invalid_signature, FirmwareStatus.install_verification_failed})
+AS_PLAIN = {  # statuses a plain UpdateFirmware cannot carry, as the 1.6 status that says it
+    FirmwareStatus.invalid_signature: FirmwareStatus.installation_failed,
+    FirmwareStatus.install_verification_failed: FirmwareStatus.installation_failed,
+}
+SECURITY_EVENTS = {
+    FirmwareStatus.invalid_signature: SecurityEventType.INVALID_FIRMWARE_SIGNATURE,
+    FirmwareStatus.installed: SecurityEventType.FIRMWARE_UPDATED,
+}
 BEFORE_DOWNLOAD = frozenset({None, FirmwareStatus.download_scheduled, FirmwareStatus.downloading,
                              FirmwareStatus.download_paused})
 MAX_AFTER = 10  # answers whose @after never ran are forgotten
@@ -142,7 +153,8 @@ class FirmwareUpdates:
         """SignedUpdateFirmware's status; InvalidRequest for unusable counts."""
         try:
             request = _request(location, retrieve_at, install_at, retries, retry_interval,
-                               signing_certificate=signing_certificate, signature=signature)
+                               signing_certificate=signing_certificate, signature=signature,
+                               request_id=request_id)
         except InvalidRequest as error:
             log.warning("SignedUpdateFirmware %s Rejected: %s", request_id, error)
             return UpdateFirmwareStatus.rejected
@@ -197,9 +209,8 @@ class FirmwareUpdates:
             if previous is not None and not previous.done and previous.job_id is not None:
                 await cancel_job(previous.job_id, "replaced by a newer firmware request from the CSMS")
             await self._record(update)
-            log.warning("firmware request recorded (%s); downloading and installing firmware is not "
-                        "available in this version: it is reported DownloadFailed at %s",
-                        parse_location(update.request["location"]).describe(), update.retrieve_at.isoformat())
+            log.info("firmware request recorded (%s); the job starts at %s",
+                     parse_location(update.request["location"]).describe(), update.retrieve_at.isoformat())
             if update.signed and update.retrieve_at > datetime.now(UTC):
                 await self._tell(update, TransferStatus.DOWNLOAD_SCHEDULED)
             await self._start_if_due()
@@ -233,14 +244,17 @@ class FirmwareUpdates:
             if update is None or update.done or update.job_id is None:
                 return
             status = await job_status(update.job_id)
-            if status is None or status in ENDED_BADLY:
+            if status == JobRecord.Status.FINISHED:  # the job ends finished only once installed
+                await self._tell(update, TransferStatus.INSTALLED, "the job finished")
+            elif status is None or status in ENDED_BADLY:
                 lost = TransferStatus.DOWNLOAD_FAILED if update.status in BEFORE_DOWNLOAD \
                     else TransferStatus.INSTALLATION_FAILED
                 await self._tell(update, lost, f"the job ended {status or 'without a row'}")
 
     async def _tell(self, update: FirmwareUpdate, status: TransferStatus, detail: str = "") -> None:
         """Queue the notification, then record it (a crash in between repeats, never loses it)."""
-        wire = FirmwareStatus(str(status))
+        step = FirmwareStatus(str(status))
+        wire = step if update.signed else AS_PLAIN.get(step, step)
         if update.signed:
             await self._notices.queue_persisted(Action.signed_firmware_status_notification,
                                                 {"status": wire, "requestId": update.request_id})
@@ -249,7 +263,9 @@ class FirmwareUpdates:
         else:
             log.info("firmware step %s has no OCPP 1.6 status; not sent", wire)
         await self._record(replace(update, status=wire, done=wire in FINAL))
-        log.info("firmware request: %s%s", wire, f" ({detail})" if detail else "")
+        log.info("firmware request: %s%s", step, f" ({detail})" if detail else "")
+        if step in SECURITY_EVENTS:
+            await self._security.event(SECURITY_EVENTS[step], detail[:255])
 
     async def _record(self, update: FirmwareUpdate) -> None:
         await write_state(STATE, asdict(update))
@@ -257,14 +273,17 @@ class FirmwareUpdates:
 
 
 def _request(location: str, retrieve_at: datetime, install_at: datetime | None, retries: int | None,
-             retry_interval: int | None, **signed: str) -> jobs.FirmwareRequest:
+             retry_interval: int | None, *, signing_certificate: str | None = None,
+             signature: str | None = None, request_id: int | None = None) -> jobs.FirmwareRequest:
     try:
         parse_location(location)
     except UploadError as error:
         raise InvalidRequest(f"location: {error}") from None
     attempts, interval = attempts_and_interval(retries, retry_interval)
     return jobs.FirmwareRequest(location=location, retrieve_at=retrieve_at, install_at=install_at,
-                                attempts=attempts, retry_interval_s=interval, **signed)
+                                attempts=attempts, retry_interval_s=interval,
+                                signing_certificate=signing_certificate, signature=signature,
+                                request_id=request_id)
 
 
 def _recorded(state: dict[str, Any]) -> FirmwareUpdate:

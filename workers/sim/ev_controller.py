@@ -6,6 +6,8 @@ EV-side pause/resume, and (as a `SimulatedDevice` named `controller<N>`) faults 
 offline. EV faults (diode_fail on Type 2; insulation and welding on DC; overtemp, comm_loss)
 act where the standard would notice them; `internal` is the controller's own failure.
 Clearing faults restarts the session from plug-in, as a controller reset would.
+Its bootloader's faults come the same way: `flash_crc` refuses a packet (bad CRC) in each of
+the next FLASH_CRC_UPLOADS uploads, `flash_fail` in every upload until cleared.
 A station-protocol controller holds the station's lease (ev_controller_lease.py): when the
 station stops writing, `enable` and the power limit drop to zero and the session stops.
 """
@@ -28,7 +30,7 @@ from workers.drivers.controllers.interface import (
     SessionPhase,
 )
 from workers.drivers.controllers.registry import controller_model
-from workers.sim.controller_bootloader import ControllerBootloader
+from workers.sim.controller_bootloader import BootloaderFaults, ControllerBootloader
 from workers.sim.ev import SimulatedEv
 from workers.sim.ev_controller_lease import OutputLease
 from workers.sim.ev_controller_wire import RegisterMap, register_map
@@ -40,6 +42,11 @@ log = logging.getLogger(__name__)
 INTERNAL = "internal"  # the controller's own fault kind
 SAFE_VOLTAGE_V = 60.0  # above this the output counts as energised (CABLECHECK_SAFE_VOLTAGE)
 FIRMWARE = (1, 0, 0)
+FLASH_CRC = "flash_crc"
+FLASH_FAIL = "flash_fail"
+FLASH_FAULTS = (FLASH_CRC, FLASH_FAIL)
+FLASH_CRC_UPLOADS = 2  # with the flasher's usual 3 attempts, the third succeeds
+_EVERY_UPLOAD = 1 << 31
 _AC_FAULTS = (EvFault.DIODE_FAIL, EvFault.OVERTEMP, EvFault.COMM_LOSS)
 _DC_FAULTS = (EvFault.INSULATION, EvFault.OVERTEMP, EvFault.COMM_LOSS, EvFault.WELDING)
 
@@ -66,7 +73,7 @@ class SimulatedController:
         kinds = _AC_FAULTS if connector.standard is Standard.TYPE2 else _DC_FAULTS
         self._session_faults = FaultState(self.name, (*(kind.value for kind in kinds), INTERNAL))
         self._wire: FaultState | None = None
-        self.fault_kinds: tuple[str, ...] = self._session_faults.fault_kinds
+        self.fault_kinds: tuple[str, ...] = (*self._session_faults.fault_kinds, *FLASH_FAULTS)
         self.time_scale = time_scale
         self.session: EvSession | None = None
         self.command = StationCommand()
@@ -82,7 +89,8 @@ class SimulatedController:
         """The bus's switch for this device id (workers/sim/modbus_answers.py): going offline
         and the wire faults act there, so `controller<N>` is one device for `sim list`."""
         self._wire = switch
-        self.fault_kinds = (*self._session_faults.fault_kinds, *(switch.fault_kinds if switch else ()))
+        self.fault_kinds = (*self._session_faults.fault_kinds, *FLASH_FAULTS,
+                            *(switch.fault_kinds if switch else ()))
 
     @property
     def online(self) -> bool:
@@ -100,12 +108,17 @@ class SimulatedController:
         if kind not in self.fault_kinds:
             known = ", ".join(self.fault_kinds)
             raise UnknownFault(f"{self.name} has no fault {kind!r} (its faults: {known})")
+        if kind in FLASH_FAULTS:
+            spoiled = FLASH_CRC_UPLOADS if kind == FLASH_CRC else _EVERY_UPLOAD
+            self.bootloader.faults = BootloaderFaults(failed_uploads=self.bootloader.uploads + spoiled)
+            return
         wire = self._wire
         (wire if wire is not None and kind in wire.fault_kinds else self._session_faults).inject_fault(kind)
 
     def clear_faults(self) -> None:
         if self._wire is not None:
             self._wire.clear_faults()
+        self.bootloader.faults = BootloaderFaults()
         had_faults = bool(self._session_faults.faults)
         self._session_faults.clear_faults()
         if had_faults:

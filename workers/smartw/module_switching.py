@@ -6,13 +6,19 @@ allocation wants the module. Pure, so the invariant is property-tested over rand
 A module's link contactor (the matrix, station.toml `[[power_modules.links]]`) is switched only
 when no current flows through it:
 - Leaving a connector: the module's current setpoint goes to zero; its link opens once the
-  module measures at most `ZERO_CURRENT_A`, or once it has been silent for `off_after_s`: its
-  own silence timeout plus the time its output takes to fall (it has switched itself off and
-  ramped down by then, so nothing flows).
+  module measures at most `ZERO_CURRENT_A` in a reading taken after that setpoint went out
+  (it has been held for `settle_s`, a poll period and an answer: a reading from before the
+  command may show a low current that an EV's rising demand has already raised), or once it
+  has been silent for `off_after_s`: its own silence timeout plus the time its output takes to
+  fall (it has switched itself off and ramped down by then, so nothing flows).
 - Joining a connector: the module is brought to that connector's bus voltage with zero current
   (switched off for a dead bus); its link closes once the measured output voltage is within
-  `voltage_tolerance_v` of the bus, and only when no other link of the module is closed or
-  commanded or reads closed on its feedback contact (a module is never on two connectors).
+  `voltage_tolerance_v` of the bus in a reading taken once the module holds that very setpoint
+  (the same on/off and voltage within `SETPOINT_DRIFT_V`, for `settle_s`): an older reading may
+  match while the output is still moving; one taken after it, on an output that only approaches
+  its setpoint, stays matched. And only
+  when no other link of the module is closed or commanded or reads closed on its feedback
+  contact (a module is never on two connectors).
 - On its connector: the group's voltage and the module's share of the current; before the EV
   has given a target voltage, the bus's voltage at 0 A (switched off on a dead bus, so nothing
   energises a connector's bus before its EV asks).
@@ -28,6 +34,7 @@ ZERO_CURRENT_A = 1.0  # a module measuring this little may have its link switche
 DEAD_BUS_V = 60.0  # a bus at or below this (DC SELV) counts as dead: join it switched off
 VOLTAGE_MATCH_V = 10.0  # join a live bus this close to its voltage (or within 2 % of it)
 VOLTAGE_MATCH_SHARE = 0.02
+SETPOINT_DRIFT_V = 2.0  # a held voltage setpoint following its bus this closely counts as unchanged
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,11 @@ class ModuleState:
     current_a: float | None
     silent_s: float = 0.0  # since its last good reading
     off_after_s: float = 20.0  # silent this long, its output is off and has fallen to zero
+    zeroed_for_s: float = 0.0  # how long its current setpoint has been 0 A (0: it carries a setpoint)
+    held_on: bool = False  # the on/off and voltage setpoint it holds (the driver's) ...
+    held_voltage_v: float = 0.0
+    steady_for_s: float = 0.0  # ... and how long they have stayed so (within SETPOINT_DRIFT_V)
+    settle_s: float = 0.0  # a setpoint held this long: the latest reading was taken after it went out
 
 
 @dataclass(frozen=True)
@@ -68,10 +80,12 @@ def voltages_match(measured_v: float, bus_v: float) -> bool:
 
 
 def current_stopped(state: ModuleState) -> bool:
-    """No current flows through the module's links: measured near zero, or silent long enough."""
+    """No current flows through the module's links: measured near zero after its setpoint went
+    to zero, or silent long enough."""
     if state.silent_s >= state.off_after_s:
         return True
-    return state.current_a is not None and abs(state.current_a) <= ZERO_CURRENT_A
+    settled = state.zeroed_for_s >= state.settle_s
+    return settled and state.current_a is not None and abs(state.current_a) <= ZERO_CURRENT_A
 
 
 def next_step(state: ModuleState, target: ModuleTarget, bus_voltage_v: float) -> ModuleStep:
@@ -101,8 +115,11 @@ def _join(state: ModuleState, connector_id: int, bus_voltage_v: float) -> Module
     on, setpoint = (False, 0.0) if dead else (True, bus_voltage_v)
     if state.voltage_v is None:
         return ModuleStep(state.name, on, setpoint, 0.0)
+    settled = (state.steady_for_s >= state.settle_s and state.held_on == on
+               and abs(state.held_voltage_v - setpoint) <= SETPOINT_DRIFT_V)
     matched = state.voltage_v <= DEAD_BUS_V if dead else voltages_match(state.voltage_v, bus_voltage_v)
-    return ModuleStep(state.name, on, setpoint, 0.0, frozenset({connector_id}) if matched else frozenset())
+    linked = frozenset({connector_id}) if matched and settled else frozenset()
+    return ModuleStep(state.name, on, setpoint, 0.0, linked)
 
 
 def links_of(name: str, closed: AbstractSet[tuple[str, int]]) -> frozenset[int]:

@@ -31,7 +31,13 @@ from workers.drivers.io_module import ContactorFault, IoSnapshot
 from workers.smartw.connector import ConnectorRuntime
 from workers.smartw.hardware import HardwareError, StationHardware
 from workers.smartw.limits import StationLimits
-from workers.smartw.module_switching import ModuleState, ModuleStep, ModuleTarget, next_step
+from workers.smartw.module_switching import (
+    SETPOINT_DRIFT_V,
+    ModuleState,
+    ModuleStep,
+    ModuleTarget,
+    next_step,
+)
 from workers.smartw.power_allocation import (
     AllocationInput,
     AllocationResult,
@@ -75,6 +81,9 @@ class _Module:
     connector_id: int | None = None  # the one connector it is on, as last seen
     since: float = -math.inf  # when that changed
     last_heard: float = 0.0  # set from the clock when PowerControl starts
+    zero_since: float | None = None  # since when its held current setpoint is 0 A (None: it is not)
+    held: tuple[bool, float] | None = None  # its on/off and voltage setpoint (V) as held ...
+    held_since: float = -math.inf  # ... and since when (within SETPOINT_DRIFT_V)
 
 
 class PowerControl:
@@ -91,6 +100,8 @@ class PowerControl:
         self.max_current_a = pm.max_current_a if pm else None
         # A silent module is off and its current gone after its own timeout plus its ramp down.
         self.off_after_s = pm.silence_timeout_s + pm.max_current_a / OFF_RAMP_A_PER_S if pm else math.inf
+        # A zero setpoint held this long: the module's latest reading was polled after it went out.
+        self.settle_s = 2 * pm.poll_s + pm.answer_timeout_s if pm else 0.0
         started = clock()
         self.modules = {name: _Module(address, name, last_heard=started)
                         for address, name in (modules.names.items() if modules else ())}
@@ -215,10 +226,21 @@ class PowerControl:
     def _state(self, module: _Module) -> ModuleState:
         assert self.driver is not None
         reading = self.driver.reading(module.address)
-        silent_s = self.clock() - module.last_heard
+        now = self.clock()
+        held = self.driver.setpoint(module.address)
+        if held.current_ma != 0 and held.on:
+            module.zero_since = None
+        elif module.zero_since is None:
+            module.zero_since = now
+        held_v = held.voltage_mv / 1000
+        before = module.held
+        if before is None or before[0] != held.on or abs(before[1] - held_v) > SETPOINT_DRIFT_V:
+            module.held, module.held_since = (held.on, held_v), now
+        zeroed_for_s = now - module.zero_since if module.zero_since is not None else 0.0
         return ModuleState(module.name, module.commanded | self._seen_links.get(module.name, frozenset()),
                            reading.voltage_v if reading else None, reading.current_a if reading else None,
-                           silent_s, self.off_after_s)
+                           now - module.last_heard, self.off_after_s, zeroed_for_s, held.on, held_v,
+                           now - module.held_since, self.settle_s)
 
     def _bus_voltage(self, connectors: Mapping[int, ConnectorRuntime], name: str,
                      targets: Mapping[str, ModuleTarget]) -> float:

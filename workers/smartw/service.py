@@ -4,7 +4,8 @@ stop requests, availability and free mode.
 Provides: keys contract.CONNECTOR (per connector), contract.STATION and contract.POWER_MODULE;
 streams contract.CONNECTOR_CHANGES, contract.STATION_CHANGES, contract.SESSIONS,
 contract.AUTH_RESULTS; commands contract.START, contract.STOP, contract.AVAILABILITY,
-contract.FREE_MODE and contract.UNLOCK; the ChargingSession, SessionEvent and RuntimeSettings
+contract.FREE_MODE, contract.UNLOCK, contract.UPDATE_HOLD and
+contract.FLASH_CONTROLLER (update_hold.py, flashing.py); the ChargingSession, SessionEvent and RuntimeSettings
 tables (their only writer).
 Requires: stream contract.CARDS (rfid), keys contract.METER (counters), contract.OCPP_LIMIT,
 contract.RESERVATIONS, contract.SESSION_RULES, contract.OCPP_TRANSACTION and
@@ -22,12 +23,13 @@ import logging
 
 from bus import Service, contract
 from bus.enums import StopReason
-from bus.messages import CardPresented, utcnow
+from bus.messages import CardPresented, UpdateHoldReply, UpdateHoldRequest, utcnow
 from bus.tasks import cancel_and_wait, run_all
 from webapp.station.models import ChargingSession
 from workers.common.station_config import load_from_settings
 from workers.drivers.infypower import InfypowerModules
 from workers.smartw import journal
+from workers.smartw.flashing import ControllerFlashing
 from workers.smartw.modbus_hardware import ModbusStationHardware
 from workers.smartw.power_modules import power_modules
 from workers.smartw.station import StationLogic
@@ -48,6 +50,7 @@ class SmartwService(Service):
         hardware = ModbusStationHardware(config)
         modules = power_modules(self.bus, config.power_modules) if config.power_modules else None
         logic = StationLogic(config, self.bus, hardware, power_modules=modules)
+        flashing = ControllerFlashing(logic, hardware)
         try:
             await logic.requests.availability.load()  # before the first status is published
             await open_unloaded(hardware, logic.connectors)
@@ -63,6 +66,11 @@ class SmartwService(Service):
                 self.bus.serve(contract.FREE_MODE, logic.requests.availability.set_free_mode,
                                stop=self.stopping),
                 self.bus.serve(contract.UNLOCK, logic.locks.unlock_command, stop=self.stopping),
+                self.bus.serve(contract.UPDATE_HOLD, lambda request: _update_hold(logic, request),
+                               stop=self.stopping),
+                # Two servers: a request that comes while a flash runs is answered 'busy' at once.
+                *(self.bus.serve(contract.FLASH_CONTROLLER, flashing.flash_command, stop=self.stopping)
+                  for _ in range(2)),
             )
         finally:
             await self._shutdown(logic)
@@ -148,3 +156,11 @@ class SmartwService(Service):
             await journal.publish_stopped(self.bus, closed)
             log.warning("session %s on connector %s was left open; closed with PowerLoss",
                         row.session_id, row.connector_id)
+
+
+async def _update_hold(logic: StationLogic, request: UpdateHoldRequest) -> UpdateHoldReply:
+    """Grant, renew or release the update hold; the connectors show it at once."""
+    charging = [c.id for c in logic.connectors.values() if c.session is not None or c.stopping]
+    reply = logic.update_hold.request(request, charging)
+    logic.note_interlocks()
+    return reply

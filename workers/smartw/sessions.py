@@ -108,7 +108,7 @@ class SessionControl:
         """Why nothing may start on this connector now (UI key), or None."""
         fault = connector.controller_fault
         own = fault.info if fault else (None if connector.operative else UNAVAILABLE)
-        return self.blocked() or own
+        return self.blocked() or own or connector.interlock  # interlock: e.g. its controller being flashed
 
     async def fresh_meter(self, connector: ConnectorRuntime) -> MeterReading | None:
         """The meter's latest reading; right after start-up counters may not have polled yet,

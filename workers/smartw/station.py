@@ -39,11 +39,13 @@ from workers.smartw.reservations import ReservationBook
 from workers.smartw.sessions import SessionControl
 from workers.smartw.status import CONTROLLER_OFFLINE, ESTOP, IO_OFFLINE, Fault
 from workers.smartw.timeline import SessionTimeline
+from workers.smartw.update_hold import UPDATING, UpdateHold
 
 log = logging.getLogger(__name__)
 
 IO_DEVICE = "io"
 IMD_DEVICE = "imd"
+FIRMWARE_UPDATE = "firmware_update"  # UI key: its controller is being flashed (also a start's refusal)
 
 
 STATION_METER_FRESH_S = 10.0  # an older station meter reading is not headroom
@@ -83,18 +85,23 @@ class StationLogic:
         self._controller_failures = dict.fromkeys(self.connectors, 0)
         self._imd_due = 0.0
         self.devices = DeviceStatusPublisher(bus)
+        self.update_hold = UpdateHold()  # an install waits: no session starts (update_hold.py)
+        self.flashing: set[int] = set()  # connectors whose controller is being flashed (flashing.py)
 
     def blocked_reason(self) -> str | None:
         """Why no session may start anywhere now (UI key): a station fault or a welded contactor."""
         if self.station_fault is not None:
             return self.station_fault.info
+        if self.update_hold.active:
+            return UPDATING
         welded = any(c.contactor_fault is faults.CONTACTOR_WELDED for c in self.connectors.values())
         return faults.CONTACTOR_WELDED.info if welded else None
 
     def refusal(self, connector_id: int) -> str | None:
         """Why this connector's contactor may not close now (UI key), or None."""
         own = self.connectors[connector_id].fault
-        return self.blocked_reason() or (own.info if own else None)
+        flashing = FIRMWARE_UPDATE if connector_id in self.flashing else None
+        return self.blocked_reason() or flashing or (own.info if own else None)
 
     async def guard(self) -> None:
         """The safety check, run in its own loop that touches only the hardware: neither a
@@ -178,6 +185,8 @@ class StationLogic:
             or connector.meter
         if connector.session is not None and connector.meter is not None:
             connector.session.peak_power_w = max(connector.session.peak_power_w, connector.meter.power_w)
+        if connector.id in self.flashing:
+            return  # its line time belongs to the flasher; it is polled again once it is back
         now = time.monotonic()
         # Half a cycle of slack: a controller due within it is read now, not a whole cycle late.
         if now < self._controller_due.get(connector.id, 0.0) - self.config.io_module.poll_s / 2:
@@ -196,7 +205,7 @@ class StationLogic:
             connector.controller_fault, connector.controller = CONTROLLER_OFFLINE, None
             return
         self._controller_failures[connector.id] = 0
-        await self.devices.succeeded(device, bus_name=bus_name,
+        await self.devices.succeeded(device, bus_name=bus_name, firmware_version=view.firmware_version,
                                      fault=str(view.error_code) if view.error_code else None)
         was_plugged = connector.plugged
         connector.controller = view
@@ -247,10 +256,19 @@ class StationLogic:
             connector.insulation_fault = self.imd_fault if connector.config.is_dc else None
             if self.io is not None:  # IO lost: what was known stands
                 self._note_contactor(connector, self.io)
-        interlock = faults.CONTACTOR_WELDED.info if any(
-            c.contactor_fault is faults.CONTACTOR_WELDED for c in self.connectors.values()) else None
+        self.note_interlocks()
+
+    def note_interlocks(self) -> None:
+        """What forbids new sessions on each connector from outside it: a welded contactor
+        anywhere, the update hold, or its controller being flashed (called every cycle, and at
+        once when a hold or a flash begins or ends)."""
+        self.update_hold.lapse()
+        welded = any(c.contactor_fault is faults.CONTACTOR_WELDED for c in self.connectors.values())
+        held = UPDATING if self.update_hold.active else None
+        interlock = faults.CONTACTOR_WELDED.info if welded else held
         for connector in self.connectors.values():
-            connector.interlock = interlock if connector.contactor_fault is None else None
+            own = FIRMWARE_UPDATE if connector.id in self.flashing else None
+            connector.interlock = own or (interlock if connector.contactor_fault is None else None)
 
     @staticmethod
     def _note_contactor(connector: ConnectorRuntime, io: IoSnapshot) -> None:

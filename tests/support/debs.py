@@ -1,0 +1,74 @@
+"""Real deb packages and a real dpkg database in a temporary folder, for tests of installing.
+
+Tests that install packages must not touch the machine's own dpkg database, and must run without
+root: `DpkgRoot` is a throw-away root (`--root`, with the admin folder dpkg expects created first)
+driven by the real dpkg; `build_deb` makes a tiny package with dpkg-deb, optionally with a
+maintainer script that fails, so dpkg's own error paths run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+# dpkg checks that ldconfig and start-stop-daemon are in PATH; a non-root PATH often lacks sbin.
+SBIN_PATH = "/usr/local/sbin:/usr/sbin:/sbin"
+
+
+def path_with_sbin(path: str | None = None) -> str:
+    return f"{path if path is not None else os.environ.get('PATH', '')}:{SBIN_PATH}"
+
+
+def build_deb(out: Path, package: str, version: str, files: dict[str, bytes] | None = None,
+              scripts: dict[str, str] | None = None) -> Path:
+    """`<out>/<package>_<version>_all.deb` with `files` (path below / -> bytes) and maintainer
+    `scripts` (preinst, postinst, ... -> shell source)."""
+    root = out / f"{package}_{version}.tree"
+    control = root / "DEBIAN"
+    control.mkdir(parents=True)
+    (control / "control").write_text(
+        f"Package: {package}\nVersion: {version}\nArchitecture: all\n"
+        "Maintainer: Station Tests <tests@station.invalid>\nDescription: test package\n", encoding="utf-8")
+    for name, source in (scripts or {}).items():
+        (control / name).write_text(f"#!/bin/sh\n{source}\n", encoding="utf-8")
+        (control / name).chmod(0o755)
+    for relative, content in (files or {}).items():
+        target = root / relative.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+    deb = out / f"{package}_{version}_all.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(deb)],
+                   check=True, capture_output=True)
+    return deb
+
+
+@dataclass(frozen=True)
+class DpkgRoot:
+    """A private installation root: files land in `root`, the database is `root`/var/lib/dpkg."""
+
+    root: Path
+    log: Path
+
+    @classmethod
+    def create(cls, folder: Path) -> DpkgRoot:
+        admin = folder / "root" / "var" / "lib" / "dpkg"
+        for sub in ("info", "updates"):
+            (admin / sub).mkdir(parents=True, exist_ok=True)
+        for name in ("status", "available"):
+            (admin / name).touch()
+        return cls(root=folder / "root", log=folder / "dpkg.log")
+
+    @property
+    def command(self) -> list[str]:
+        """dpkg confined to the root; maintainer scripts run unchrooted (they see $DPKG_ROOT)."""
+        return ["dpkg", f"--root={self.root}", "--force-not-root", "--force-script-chrootless",
+                f"--log={self.log}"]
+
+    def status(self, package: str) -> dict[str, str]:
+        """`dpkg -s` fields of `package` ({} when dpkg does not know it)."""
+        result = subprocess.run([*self.command, "-s", package], capture_output=True, text=True, check=False,
+                                env=os.environ | {"PATH": path_with_sbin()})
+        return dict(line.split(": ", 1) for line in result.stdout.splitlines()
+                    if ": " in line and not line.startswith(" "))

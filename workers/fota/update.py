@@ -1,0 +1,341 @@
+"""The FIRMWARE_UPDATE job's state machine: download, verify, wait for idle, install, flash.
+
+Each run reads the request's FirmwareUpdate row and continues from its stage, so a power cut
+or a killed jobs service at any point resumes where it stopped (the runner re-queues the job):
+
+    scheduled -> downloading -> downloaded -> verified -> waiting_idle -> installing
+              -> (controller-firmware: flashing) -> installed;  any stage -> failed
+
+Every stage change is persisted first, then reported to ocpp16 (progress.report) and written
+to the job's log: a crash in between repeats a report (ocpp16 ignores a repeated status),
+it never loses one.
+
+What the job reports (ocpp16 maps it to the request's OCPP statuses, workers/ocpp16/firmware.py):
+- the download fails after every attempt: DownloadFailed with the TransferFailure;
+- the package is refused (workers/fota/package.py): a signature or signer problem is
+  InvalidSignature (Security Whitepaper L01; ocpp16 also sends the security event
+  InvalidFirmwareSignature); anything else (tampered ciphertext, truncated, unknown key,
+  replayed old version, not a package) is InstallVerificationFailed: the file was downloaded
+  completely, so DownloadFailed would be untrue, and it is never installed. A plain
+  UpdateFirmware has neither status in OCPP 1.6: ocpp16 sends InstallationFailed for both
+  ("could not install"), since Downloaded was already reported;
+- SignatureVerified once verified and staged; InstallScheduled while waiting for install_at;
+  Installing when chargepoint is asked to exit; Installed or InstallationFailed from
+  ops/start.sh's status file (and, for controller-firmware, the update_controllers job).
+
+The station is installed only while smartw holds it (no connector charges): the job asks
+UPDATE_HOLD every few seconds, renewing the grant until chargepoint exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.utils import timezone
+
+from bus.enums import UpdateKind
+from bus.messages import TransferFailure, TransferStatus
+from webapp.env import StationEnv
+from webapp.station.models import FirmwareUpdate, JobRecord
+from workers.fota import package
+from workers.fota.download import DownloadCancelled, DownloadError, download_with_retries
+from workers.fota.errors import PackageRefused, RefusalReason
+from workers.fota.install_status import InstallResult, read_install_status
+from workers.fota.station_link import StationUnreachable, exit_for_update, release_hold, request_hold
+from workers.fota.storage import PackageStore
+from workers.fota.trust import TrustUnavailable, installed_version, load_trust
+from workers.jobs import progress
+from workers.jobs.base import JobFailed, JobKind, JobLog
+
+if TYPE_CHECKING:  # workers/jobs/firmware.py runs this module
+    from workers.jobs.firmware import FirmwareRequest
+
+log = logging.getLogger(__name__)
+
+Stage = FirmwareUpdate.Stage
+PROGRESS_SAVE_S = 2.0
+POLL_S = 1.0  # how often a wait looks at the clock, the job's row and the status file
+HOLD_RETRY_S = 5.0  # how often smartw is asked for (or to renew) the hold
+INSTALL_WAIT_S = 600.0  # chargepoint exits within seconds; then this job is stopped with it
+FLASH_ATTEMPTS = 3
+FLASH_WAIT_S = 3600.0
+ENDED = (JobRecord.Status.FINISHED, JobRecord.Status.FAILED, JobRecord.Status.ERRORED)
+
+
+class UpdateJob:
+    """One run of the job over its FirmwareUpdate row."""
+
+    def __init__(self, job: JobLog, request: FirmwareRequest, env: StationEnv) -> None:
+        self.job = job
+        self.request = request
+        self.env = env
+        self.store = PackageStore(env.packages_dir)
+        self._progress_saved_at = 0.0
+        self.update, created = FirmwareUpdate.objects.get_or_create(
+            job_id=job.record_id, defaults={"location": request.location, "signed": request.signed,
+                                            "request_id": request.request_id})
+        if not created:
+            job.info("resuming the update at stage %s", self.update.stage)
+
+    @property
+    def kind(self) -> UpdateKind:
+        return UpdateKind(self.update.kind)
+
+    def run(self) -> str:
+        """Work through the stages; the installed package's path (relative to the data folder)."""
+        steps: dict[str, Callable[[], None]] = {
+            Stage.SCHEDULED: self._start, Stage.DOWNLOADING: self._download, Stage.DOWNLOADED: self._verify,
+            Stage.VERIFIED: self._to_waiting_idle, Stage.WAITING_IDLE: self._wait_idle,
+            Stage.INSTALLING: self._installing, Stage.FLASHING: self._flash}
+        while self.update.stage not in (Stage.INSTALLED, Stage.FAILED):
+            steps[self.update.stage]()
+        if self.update.stage == Stage.FAILED:
+            raise JobFailed(self.update.error)
+        return self.update.package_file
+
+    # ---- stages ------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._enter(Stage.DOWNLOADING, TransferStatus.DOWNLOADING)
+
+    def _download(self) -> None:
+        part = self.store.download_file(self.update.pk)
+        if self.update.bytes_done:
+            self.job.info("resuming the download after %d bytes", self.update.bytes_done)
+            progress.report(self.job.record_id, TransferStatus.DOWNLOADING)  # ocpp16 drops a repeat
+        part.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            download_with_retries(
+                self.request.location, part, attempts=self.request.attempts,
+                retry_interval_s=self.request.retry_interval_s, cancelled=self._cancelled,
+                on_failure=lambda attempt, error: self.job.warning(
+                    "download attempt %d of %d failed: %s", attempt, self.request.attempts, error),
+                progress=self._download_progress)
+        except DownloadCancelled:
+            self._cancel_check()
+            raise
+        except DownloadError as error:
+            self._fail(TransferStatus.DOWNLOAD_FAILED, error.failure, f"download failed: {error}")
+            return
+        self._cancel_check()
+        finished = part.with_suffix(".pkg")
+        os.replace(part, finished)
+        size = finished.stat().st_size
+        self._save(bytes_done=size, bytes_total=size, package_file=self._relative(finished))
+        try:
+            header = package.inspect(finished)
+        except PackageRefused as error:
+            self._enter(Stage.DOWNLOADED, TransferStatus.DOWNLOADED, f"{size} bytes")
+            self._refuse(error)
+            return
+        self._save(kind=header.kind.value, version=header.version)
+        self._enter(Stage.DOWNLOADED, TransferStatus.DOWNLOADED,
+                    f"{header.kind.value} {header.version}, {size} bytes")
+
+    def _download_progress(self, done: int, total: int | None) -> None:
+        """Keep bytes_done in the row (the configurator shows it), at most every PROGRESS_SAVE_S."""
+        now = time.monotonic()
+        if now - self._progress_saved_at >= PROGRESS_SAVE_S:
+            self._progress_saved_at = now
+            self._save(bytes_done=done, bytes_total=total)
+
+    def _verify(self) -> None:
+        path = self.env.data_dir / self.update.package_file
+        if not self.update.package_file or not path.is_file():
+            self.job.warning("the downloaded package is gone; downloading it again")
+            self._save(bytes_done=0, bytes_total=None, package_file="")
+            self._enter(Stage.DOWNLOADING)
+            return
+        try:
+            trust = load_trust(self.env)
+            header = package.inspect(path)
+            verified = package.verify(path, keys=trust.keys, roots=trust.roots,
+                                      installed_version=installed_version(header.kind))
+            staged = self.store.staged(header.kind)
+            shutil.rmtree(staged, ignore_errors=True)  # what an earlier, abandoned update left
+            files = package.extract(verified, trust.keys, staged)
+        except PackageRefused as error:
+            self._refuse(error)
+            return
+        except TrustUnavailable as error:
+            self._fail(TransferStatus.INSTALL_VERIFICATION_FAILED, None,
+                       f"the package cannot be verified: {error}", reason="no-trust")
+            return
+        if not any(file.suffix == ".deb" for file in files):
+            shutil.rmtree(staged, ignore_errors=True)
+            self._fail(TransferStatus.INSTALL_VERIFICATION_FAILED, None,
+                       "the package holds no .deb to install", reason=RefusalReason.BAD_FORMAT.value)
+            return
+        self.job.info("verified and staged: %s", ", ".join(file.name for file in files))
+        self._enter(Stage.VERIFIED, TransferStatus.SIGNATURE_VERIFIED,
+                    f"{header.kind.value} {header.version} staged")
+
+    def _to_waiting_idle(self) -> None:
+        self._enter(Stage.WAITING_IDLE)
+
+    def _wait_idle(self) -> None:
+        install_at = self.request.install_at
+        if install_at is not None and install_at > datetime.now(UTC):
+            self.job.info("install scheduled at %s", install_at.isoformat())
+            progress.report(self.job.record_id, TransferStatus.INSTALL_SCHEDULED,
+                            detail=install_at.isoformat())
+            while install_at > datetime.now(UTC):
+                self._pause(min(POLL_S, (install_at - datetime.now(UTC)).total_seconds()))
+        said = ""
+        while True:
+            try:
+                reply = request_hold(f"{self.update.kind} {self.update.version}")
+                if reply.granted:
+                    break
+                why = f"connector(s) {', '.join(map(str, reply.charging))} charging"
+            except StationUnreachable as error:
+                why = f"smartw does not answer ({error})"
+            if why != said:
+                self.job.info("waiting to install: %s", why)
+                said = why
+            self._pause(HOLD_RETRY_S)
+        self.job.info("smartw holds the station for the install")
+        self._enter(Stage.INSTALLING, TransferStatus.INSTALLING)
+        try:
+            answer = exit_for_update(self.kind)
+            refused = "" if answer.accepted else answer.reason
+        except StationUnreachable as error:
+            refused = str(error)
+        if refused:
+            release_hold("the install could not start")
+            self._fail(TransferStatus.INSTALLATION_FAILED, None, f"chargepoint did not exit for the install: "
+                       f"{refused}", reason="no-exit")
+            return
+        self.job.info("chargepoint exits for the install (ops/start.sh installs, then restarts it)")
+        self._await_install()
+
+    def _installing(self) -> None:
+        """After a restart: the install's outcome, or, when it never happened (no status for it
+        and the deb still staged), back to waiting for idle to ask again."""
+        status = read_install_status(self.store.status_file(self.kind), since=self.update.stage_changed_at)
+        staged = any(self.store.staged(self.kind).glob("*.deb"))
+        if status.result is InstallResult.PENDING and staged:
+            self.job.warning("the install did not happen; asking for it again")
+            self._enter(Stage.WAITING_IDLE)
+            return
+        self._await_install()
+
+    def _await_install(self) -> None:
+        """Wait for ops/start.sh's status file (normally this job is stopped with the station
+        first, and a later run reads it)."""
+        deadline = time.monotonic() + INSTALL_WAIT_S
+        path = self.store.status_file(self.kind)
+        while (status := read_install_status(path, since=self.update.stage_changed_at)).result \
+                is InstallResult.PENDING:
+            if time.monotonic() > deadline:
+                self._fail(TransferStatus.INSTALLATION_FAILED, None, "ops/start.sh wrote no install status",
+                           reason="no-status")
+                return
+            self._pause(POLL_S)
+        if status.result is InstallResult.FAILED:
+            self._fail(TransferStatus.INSTALLATION_FAILED, None, f"dpkg: {status.message}", reason="dpkg")
+            return
+        self.job.info("ops/start.sh installed it: %s", status.message)
+        if self.kind is UpdateKind.CONTROLLER_FIRMWARE:
+            self._enter(Stage.FLASHING)
+            return
+        self._installed()
+
+    def _flash(self) -> None:
+        """Flash the controllers from the installed bundle: the update_controllers job, run in
+        this process (the station has one jobs worker, so waiting for it on the queue would wait
+        forever); after a restart its re-queued row is claimed here the same way."""
+        from workers.jobs import runner  # runner -> registry -> this module: import when used
+
+        record = self.update.flash_job
+        if record is None:
+            bundle = self.env.firmware_dir / self.update.version
+            record = JobRecord.objects.create(kind=JobKind.UPDATE_CONTROLLERS,
+                                              params={"bundle_dir": str(bundle), "attempts": FLASH_ATTEMPTS})
+            self._save(flash_job=record)
+            self.job.info("flashing the controllers from %s: job #%s", bundle, record.pk)
+        if record.status == JobRecord.Status.QUEUED:
+            runner.execute(record)
+        deadline = time.monotonic() + FLASH_WAIT_S
+        while (status := JobRecord.objects.values_list("status", flat=True).get(pk=record.pk)) not in ENDED:
+            if time.monotonic() > deadline:
+                break
+            self._pause(POLL_S)
+        if status == JobRecord.Status.FINISHED:
+            self._installed()
+            return
+        last_line = (JobRecord.objects.values_list("log", flat=True).get(pk=record.pk).strip()
+                     .splitlines() or [status])[-1]
+        self._fail(TransferStatus.INSTALLATION_FAILED, None,
+                   f"flashing the controllers {status}: {last_line}", reason="flash")
+
+    def _installed(self) -> None:
+        self._enter(Stage.INSTALLED, TransferStatus.INSTALLED, f"{self.update.kind} {self.update.version}")
+        self._prune()
+
+    # ---- bookkeeping ---------------------------------------------------------------------------
+
+    def _enter(self, stage: Stage, status: TransferStatus | None = None, detail: str = "") -> None:
+        """Persist the stage, then report it, then log it."""
+        self._save(stage=stage, stage_changed_at=timezone.now())
+        if status is not None:
+            progress.report(self.job.record_id, status, detail=detail)
+        self.job.info("stage %s%s", stage.value, f" ({status.value})" if status else "")
+
+    def _refuse(self, error: PackageRefused) -> None:
+        status = (TransferStatus.INVALID_SIGNATURE if error.reason.is_signature_problem
+                  else TransferStatus.INSTALL_VERIFICATION_FAILED)
+        self._fail(status, None, f"package refused: {error}", reason=error.reason.value)
+
+    def _fail(self, status: TransferStatus, failure: TransferFailure | None, message: str, *,
+              reason: str = "") -> None:
+        if self.update.kind and self.update.stage in (Stage.VERIFIED, Stage.WAITING_IDLE):
+            shutil.rmtree(self.store.staged(self.kind), ignore_errors=True)  # never installed by accident
+        self._save(stage=Stage.FAILED, stage_changed_at=timezone.now(), failure=status.value,
+                   failure_reason=reason or (failure.value if failure else ""), error=message)
+        progress.report(self.job.record_id, status, failure, message)
+        self.job.error("%s: %s", status.value, message)
+        self._prune()
+
+    def _save(self, **changes: object) -> None:
+        for name, value in changes.items():
+            setattr(self.update, name, value)
+        self.update.save(update_fields=[*changes, "updated_at"])
+
+    def _prune(self) -> None:
+        for path in self.store.prune(self.env.fota_keep_packages):
+            self.job.info("deleted the old package %s", path.name)
+
+    def _relative(self, path: Path) -> str:
+        return str(path.relative_to(self.env.data_dir))
+
+    def _cancelled(self) -> bool:
+        """True once the row is no longer running (runner.cancel ended it: a newer request)."""
+        status = JobRecord.objects.filter(pk=self.job.record_id).values_list("status", flat=True).first()
+        return status != JobRecord.Status.RUNNING
+
+    def _cancel_check(self) -> None:
+        if self._cancelled():
+            if self.update.stage == Stage.WAITING_IDLE:
+                release_hold("the update was cancelled")
+            if self.update.kind and self.update.stage in (Stage.VERIFIED, Stage.WAITING_IDLE):
+                shutil.rmtree(self.store.staged(self.kind), ignore_errors=True)
+            self._save(stage=Stage.FAILED, stage_changed_at=timezone.now(), error="cancelled")
+            raise JobFailed("cancelled")
+
+    def _pause(self, seconds: float) -> None:
+        self._cancel_check()
+        time.sleep(max(seconds, 0.0))
+
+
+def run_update(job: JobLog, request: FirmwareRequest) -> str:
+    env: StationEnv = settings.STATION_ENV
+    return UpdateJob(job, request, env).run()
