@@ -224,6 +224,12 @@ FLASH_CONTROLLER = CommandSpec(
     "the connector is Unavailable while it runs. Callers give their own timeout (minutes).",
     timeout_s=600.0,
 )
+OCPP_UPDATE_FIRMWARE = CommandSpec(
+    "ocpp16.update_firmware", m.UpdateFirmwareRequest, m.UpdateFirmwareReply, "ocpp16",
+    "The configurator's \"Update from URL\": taken like a CSMS UpdateFirmware (recorded, downloaded "
+    "and installed by the FIRMWARE_UPDATE job, reported to the CSMS); refused while the station "
+    "takes signed updates only (a ManufacturerRootCertificate is installed) or for a bad location.",
+)
 
 RESTART = CommandSpec(
     "chargepoint.restart", m.RestartRequest, m.CommandResult, "chargepoint",
@@ -283,4 +289,5 @@ ALL_STREAMS: tuple[StreamSpec[Any], ...] = (CARDS, SESSIONS, CONNECTOR_CHANGES, 
                                             AUTH_RESULTS, DEVICE_CHANGES, FILE_TRANSFERS)
 ALL_COMMANDS: tuple[CommandSpec[Any, Any], ...] = (START, STOP, AUTHORIZE, SIM, SIM_DEVICES,
                                                  EXIT_FOR_UPDATE, RESTART, AVAILABILITY, FREE_MODE, UNLOCK,
-                                                 OCPP_DATA_TRANSFER, SHUTDOWN, OCPP_CONFIGURE, SELF_TEST)
+                                                 OCPP_DATA_TRANSFER, SHUTDOWN, OCPP_CONFIGURE, SELF_TEST,
+                                                 OCPP_UPDATE_FIRMWARE)

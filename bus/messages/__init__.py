@@ -81,6 +81,8 @@ from bus.messages.transfers import (
 from bus.messages.updates import (
     FlashControllerReply,
     FlashControllerRequest,
+    UpdateFirmwareReply,
+    UpdateFirmwareRequest,
     UpdateHoldReply,
     UpdateHoldRequest,
 )
@@ -142,6 +144,8 @@ __all__ = [
     "TransferStatus",
     "UnlockReply",
     "UnlockRequest",
+    "UpdateFirmwareReply",
+    "UpdateFirmwareRequest",
     "UpdateHoldReply",
     "UpdateHoldRequest",
     "utcnow",

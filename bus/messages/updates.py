@@ -1,4 +1,5 @@
-"""Over-the-air updates: what the update jobs ask smartw (workers/jobs: firmware, update_fw).
+"""Over-the-air updates: what the update jobs ask smartw (workers/jobs: firmware, update_fw),
+and the configurator's "Update from URL", which ocpp16 takes like a CSMS UpdateFirmware.
 
 smartw owns the charge controllers and their RS485 lines, so the jobs never touch them: they
 ask smartw to hold the station for an install (granted only while no connector charges) and to
@@ -7,9 +8,11 @@ flash a controller with an image from the installed firmware bundle.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import Field
 
-from bus.messages.base import Message
+from bus.messages.base import Message, utcnow
 
 MAX_HOLD_S = 900.0
 
@@ -50,3 +53,22 @@ class FlashControllerReply(Message):
     error: str | None = Field(default=None, description="FlashError value, or 'busy' / 'unknown_connector' / "
                               "'unreadable_image' / 'no_controller'")
     detail: str = Field(default="", max_length=1000)
+
+
+class UpdateFirmwareRequest(Message):
+    """The configurator's "Update from URL": ocpp16 takes it exactly as a CSMS UpdateFirmware
+    (recorded, handed to the FIRMWARE_UPDATE job, every step reported to the CSMS with
+    FirmwareStatusNotification), so the CSMS learns what the station installs."""
+
+    location: str = Field(min_length=1, max_length=512,
+                          description="http(s):// or ftp(s):// URL of the update package; may carry a "
+                                      "password (never logged)")
+    retrieve_at: datetime = Field(default_factory=utcnow, description="when to start downloading (UTC)")
+    attempts: int = Field(default=3, ge=1, le=10, description="downloads tried before DownloadFailed")
+    retry_interval_s: int = Field(default=60, ge=0, le=3600, description="wait between attempts, s")
+
+
+class UpdateFirmwareReply(Message):
+    accepted: bool
+    detail: str = Field(default="", max_length=500,
+                        description="why not (signed updates only, unusable location), for people")

@@ -18,6 +18,7 @@ import os
 import shlex
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -38,6 +39,7 @@ from bus.messages import (
     ShutdownRequest,
     StartRequest,
     StopRequest,
+    UpdateFirmwareRequest,
 )
 from bus.service import REDIS_ERRORS
 from webapp.station import operator_settings
@@ -281,3 +283,54 @@ async def _run_clock_command(argv: list[str]) -> Outcome:
         return Outcome(done=False, status="Failed", detail=f"exit code {process.returncode}: {text}")
     log.warning("station clock set by the configurator: %s", shlex.join(argv))
     return Outcome(done=True, status="Accepted")
+
+
+# ---- over-the-air updates -------------------------------------------------------------------
+
+async def update_firmware(actor: Actor, location: str, attempts: int, retry_interval_s: int) -> Outcome:
+    """"Update from URL": ocpp16 takes it as a CSMS UpdateFirmware (the CSMS hears every step).
+    The location's password never reaches the audit log."""
+    from workers.jobs.upload import UploadError, parse_location
+    try:
+        shown = parse_location(location).describe()
+        request = UpdateFirmwareRequest(location=location.strip(), attempts=attempts,
+                                        retry_interval_s=retry_interval_s)
+    except UploadError as error:
+        raise InvalidInput(f"location: {error}") from None
+    except ValueError as error:
+        raise InvalidInput(str(error)) from None
+    reply = await _ask(contract.OCPP_UPDATE_FIRMWARE, request)
+    outcome = reply if isinstance(reply, Outcome) else Outcome(
+        done=reply.accepted, status="Accepted" if reply.accepted else "Rejected", detail=reply.detail)
+    await _audit(actor, "firmware_update", shown, outcome,
+                 after={"attempts": attempts, "retry_interval_s": retry_interval_s})
+    return outcome
+
+
+async def flash_controllers(actor: Actor, bundle_version: str) -> Outcome:
+    """Flash the charge controllers again from an installed firmware bundle (a version folder
+    under STATION_FIRMWARE_DIR): an UPDATE_CONTROLLERS job; its row says how it went."""
+    from webapp.station.configurator.updates_data import bundle_folder
+    folder = bundle_folder(bundle_version)  # InvalidInput: not an installed bundle
+    outcome = await sync_to_async(_submit_flash)(folder)
+    await _audit(actor, "flash_controllers", f"bundle {bundle_version}", outcome,
+                 after={"bundle_dir": str(folder)})
+    return outcome
+
+
+def _submit_flash(folder: Path) -> Outcome:
+    from webapp.station.models import JobRecord
+    from workers.fota.update import FLASH_WAIT_S
+    from workers.jobs.base import JobKind
+    from workers.jobs.runner import submit
+    from workers.jobs.update_controllers import ControllerUpdateRequest
+    with transaction.atomic():
+        busy = (JobRecord.objects.select_for_update()
+                .filter(kind=JobKind.UPDATE_CONTROLLERS,
+                        status__in=(JobRecord.Status.QUEUED, JobRecord.Status.RUNNING)).first())
+        if busy is not None:
+            return Outcome(done=False, status="Busy",
+                           detail=f"job #{busy.pk} is flashing the controllers already")
+        params = ControllerUpdateRequest(bundle_dir=str(folder)).model_dump()
+        record = submit(JobKind.UPDATE_CONTROLLERS, params, timeout_s=int(FLASH_WAIT_S))
+    return Outcome(done=True, status="Queued", detail=f"job #{record.pk}")

@@ -32,7 +32,14 @@ from django.utils import timezone
 
 from webapp.station import session_csv
 from webapp.station.actions import OPERATE_PERMISSION
-from webapp.station.models import ChargingSession, OutboxMessage, RuntimeSettings, SessionEvent, Transaction
+from webapp.station.models import (
+    ChargingSession,
+    FirmwareUpdate,
+    OutboxMessage,
+    RuntimeSettings,
+    SessionEvent,
+    Transaction,
+)
 
 
 def may_operate(request: HttpRequest) -> bool:
@@ -226,6 +233,17 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
 @admin.register(RuntimeSettings)
 class RuntimeSettingsAdmin(ReadOnlyAdmin):
     list_display = ("station_operative", "inoperative_connectors", "free_mode", "free_mode_id_tag")
+
+
+@admin.register(FirmwareUpdate)
+class FirmwareUpdateAdmin(ReadOnlyAdmin):
+    """Over-the-air updates (written by the jobs service); the location may carry a password, so
+    it is never shown (the configurator's Updates page shows it without)."""
+
+    list_display = ("id", "stage", "kind", "version", "signed", "bytes_done", "failure", "created_at",
+                    "stage_changed_at")
+    list_filter = ("stage", "kind", "signed")
+    exclude = ("location",)
 
 
 admin.site.site_header = "Station configurator"

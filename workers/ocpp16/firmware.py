@@ -55,6 +55,7 @@ from workers.ocpp16.persisted import read_state, write_state
 from workers.ocpp16.security.certificates import InvalidCertificate
 from workers.ocpp16.security.events import SecurityEventType
 from workers.ocpp16.security.feature import Security
+from workers.ocpp16.security.provisioned import installed_by_csms
 from workers.ocpp16.transfer_jobs import (
     ENDED_BADLY,
     InvalidRequest,
@@ -136,8 +137,9 @@ class FirmwareUpdates:
     # ---- for the handlers ----------------------------------------------------------------------
 
     async def signed_only(self) -> bool:
-        """True once a ManufacturerRootCertificate is installed (plain UpdateFirmware refused)."""
-        return bool(await self._security.store.installed(MANUFACTURER_ROOT))
+        """True once the CSMS installed a ManufacturerRootCertificate (plain UpdateFirmware refused);
+        one provisioned at activation does not count (security/provisioned.py says why)."""
+        return bool(await installed_by_csms(self._security.store, MANUFACTURER_ROOT))
 
     async def plain(self, call_id: str, location: str, retrieve_at: datetime, retries: int | None,
                     retry_interval: int | None) -> None:

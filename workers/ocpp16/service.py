@@ -1,7 +1,8 @@
 """The ocpp16 service: the station's OCPP 1.6-J charge point.
 
-Provides: the bus commands contract.AUTHORIZE, OCPP_DATA_TRANSFER and OCPP_CONFIGURE (the
-configurator's CSMS URL, charge point id and security keys: operator_config.py); keys
+Provides: the bus commands contract.AUTHORIZE, OCPP_DATA_TRANSFER, OCPP_CONFIGURE (the
+configurator's CSMS URL, charge point id and security keys: operator_config.py) and
+OCPP_UPDATE_FIRMWARE (the configurator's "Update from URL", taken as a CSMS UpdateFirmware); keys
 contract.OCPP_LINK, OCPP_TRANSACTION, OCPP_LIMIT, RESERVATIONS, SESSION_RULES and OCPP_DEAUTHORIZED.
 Requires: streams contract.SESSIONS and CONNECTOR_CHANGES, keys contract.STATION, CONNECTOR,
 METER; commands contract.START, STOP and AVAILABILITY (smartw) and RESTART (chargepoint, for
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable
 from dataclasses import replace
 
@@ -26,7 +28,7 @@ from ocpp.v16 import call
 from ocpp.v16.enums import RegistrationStatus
 
 from bus import Service, contract
-from bus.messages import OcppLink
+from bus.messages import OcppLink, UpdateFirmwareReply, UpdateFirmwareRequest
 from bus.tasks import first_done
 from workers.ocpp16 import config_keys as keys
 from workers.ocpp16.clock_aligned import ClockAlignedSampler
@@ -41,11 +43,13 @@ from workers.ocpp16.pacing import IntervalPacer
 from workers.ocpp16.persisted import change_configuration, load_configuration
 from workers.ocpp16.protocol import CallFailure, CsmsCallError, CsmsConnection
 from workers.ocpp16.remote import BusRemoteControl
+from workers.ocpp16.security.provisioned import take_in_provisioned
 from workers.ocpp16.sender import QueueSender
 from workers.ocpp16.sessions import SessionRecorder
 from workers.ocpp16.settings import Ocpp16Settings
 from workers.ocpp16.status import StatusReporter
 from workers.ocpp16.transaction_data import TransactionData
+from workers.ocpp16.transfer_jobs import InvalidRequest
 from workers.ocpp16.txkeys import TransactionKeys
 from workers.ocpp16.txqueue import TransactionQueue, db
 from workers.ocpp16.wsconnect import Link, OcppSocket, TransportError, TransportSettings, redact
@@ -95,6 +99,7 @@ class Ocpp16Service(Service):
                                       is_accepted=lambda: self.accepted,
                                       registration=lambda: self.registration)
         build_features(self.ctx)
+        await take_in_provisioned(self.ctx.security)  # before the first connection uses them
         self.ctx.triggers.attach(boot=self.boot_now, status=self.status)
         operator = OperatorConfiguration(config, self.address, self._use_address)
         self.link = self._link()
@@ -110,6 +115,7 @@ class Ocpp16Service(Service):
             self.status.watch_station(consumer), self.link.run_forever(),
             self.bus.serve(contract.AUTHORIZE, self.ctx.auth.authorize, stop=self.stopping),
             self.bus.serve(contract.OCPP_CONFIGURE, operator.handle, stop=self.stopping),
+            self.bus.serve(contract.OCPP_UPDATE_FIRMWARE, self._update_firmware, stop=self.stopping),
         ]
         jobs += [feature.run() for feature in self.ctx.features if isinstance(feature, BackgroundFeature)]
         jobs.append(self.frame_log.run())
@@ -117,6 +123,24 @@ class Ocpp16Service(Service):
         jobs.append(ClockAlignedSampler(self.bus, self.queue, config, self.notices, settings.connector_ids,
                                         lambda: self.accepted, self._queued).run())
         await first_done(*jobs)
+
+    async def _update_firmware(self, request: UpdateFirmwareRequest) -> UpdateFirmwareReply:
+        """The configurator's "Update from URL" down the path of a CSMS UpdateFirmware (firmware.py):
+        the same checks, the same record and job, every step told to the CSMS."""
+        firmware = self.ctx.firmware
+        if await firmware.signed_only():
+            return UpdateFirmwareReply(accepted=False, detail="this station takes signed firmware only "
+                                       "(a ManufacturerRootCertificate is installed): ask the CSMS for a "
+                                       "SignedUpdateFirmware")
+        call_id = f"configurator-{uuid.uuid4().hex}"  # stands for the CALL's unique id
+        try:
+            await firmware.plain(call_id, request.location, request.retrieve_at, request.attempts,
+                                 request.retry_interval_s)
+        except InvalidRequest as error:
+            return UpdateFirmwareReply(accepted=False, detail=str(error))
+        await firmware.answered(call_id)
+        return UpdateFirmwareReply(accepted=True,
+                                   detail=f"download starts at {request.retrieve_at:%Y-%m-%d %H:%M:%S} UTC")
 
     def _retry_rules_changed(self, *_: object) -> None:
         """A new TransactionMessageAttempts / RetryInterval counts from the next failed attempt."""

@@ -32,6 +32,7 @@ NAV: tuple[tuple[str, str], ...] = (  # (url name, title): the pages' own menu, 
     ("configurator:settings", "Settings"),
     ("configurator:time", "Time"),
     ("configurator:diagnostics", "Diagnostics"),
+    ("configurator:updates", "Updates"),
     ("configurator:power", "Restart / shut down"),
     ("configurator:audit", "Audit log"),
 )

@@ -10,6 +10,7 @@ from webapp.station.configurator import (
     diagnostics_views,
     settings_views,
     system_views,
+    updates_views,
 )
 
 app_name = "configurator"
@@ -27,6 +28,9 @@ urlpatterns = [
     path("power/restart/", system_views.confirm_power, {"kind": "restart"}, name="restart"),
     path("power/shutdown/", system_views.confirm_power, {"kind": "shutdown"}, name="shutdown"),
     path("audit/", audit_views.audit, name="audit"),
+    path("updates/", updates_views.updates, name="updates"),
+    path("updates/from-url/", updates_views.update_from_url, name="update_from_url"),
+    path("updates/flash/", updates_views.flash_controllers, name="flash_controllers"),
 ]
 
 if admin.site.index_template is None:
