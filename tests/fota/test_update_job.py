@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from bus import Bus, contract
+from bus import contract
 from bus.enums import UpdateKind
 from bus.messages import (
     CommandResult,
@@ -34,6 +34,7 @@ from bus.messages import (
 )
 from tests.support.bus_servers import serving
 from tests.support.tls import CertificateAuthority, Key, new_key
+from tests.support.transfers import transfer_steps
 from tests.support.upload_server import UploadServer
 from webapp.env import StationEnv
 from webapp.station.models import FirmwareUpdate, JobRecord
@@ -170,14 +171,7 @@ def station(env: StationEnv, redis_client) -> Iterator[Station]:
 
 
 def steps(job_id: int) -> list[FileTransferProgress]:
-    async def read() -> list[FileTransferProgress]:
-        bus = Bus("test")
-        try:
-            _, deliveries = await bus.tail(contract.FILE_TRANSFERS, "0-0", block_ms=10)
-        finally:
-            await bus.close()
-        return [d.message for d in deliveries if d.message.job_id == job_id]
-    return asyncio.run(read())
+    return transfer_steps(job_id)
 
 
 def statuses(job_id: int) -> list[TransferStatus]:

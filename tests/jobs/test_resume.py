@@ -9,7 +9,6 @@ server holds."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -27,10 +26,10 @@ from django.utils import timezone
 from rq import Queue
 from rq.job import Job
 
-from bus import Bus, contract
-from bus.messages import FileTransferProgress, TransferStatus
+from bus.messages import TransferStatus
 from tests.jobs.test_service import finished, job_row, process_env, station_dir  # noqa: F401 (fixture)
 from tests.support.ftp_server import FtpServer
+from tests.support.transfers import transfer_steps
 from tests.support.waiting import wait_until
 from webapp.station.models import JobRecord
 from workers.jobs import api
@@ -134,14 +133,7 @@ def queue_upload(data_dir: Path, request: api.UploadRequest) -> int:
 
 
 def steps(job_id: int) -> list[TransferStatus]:
-    async def read() -> list[FileTransferProgress]:
-        bus = Bus("test")
-        try:
-            _, deliveries = await bus.tail(contract.FILE_TRANSFERS, "0-0", block_ms=10)
-        finally:
-            await bus.close()
-        return [delivery.message for delivery in deliveries if delivery.message.job_id == job_id]
-    return [step.status for step in asyncio.run(read())]
+    return [step.status for step in transfer_steps(job_id)]
 
 
 def power_cut(service: subprocess.Popen[bytes]) -> None:

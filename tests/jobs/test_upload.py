@@ -4,7 +4,6 @@ report on the bus. FTP uploads are tested in test_upload_ftp.py (a real pyftpdli
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import time
@@ -14,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bus import Bus, contract
 from bus.messages import FileTransferProgress, TransferFailure, TransferStatus
 from tests.jobs.conftest import RANGE_END, RANGE_START
+from tests.support.transfers import transfer_steps
 from tests.support.upload_server import UploadServer
 from webapp.station.models import JobRecord, SecurityEvent
 from workers.common.redis_server import free_port
@@ -127,14 +126,7 @@ def test_an_ftp_location_is_read_with_its_credentials_and_folder() -> None:
 
 
 def _steps(job_id: int) -> list[FileTransferProgress]:
-    async def read() -> list[FileTransferProgress]:
-        bus = Bus("test")
-        try:
-            _, deliveries = await bus.tail(contract.FILE_TRANSFERS, "0-0", block_ms=10)
-        finally:
-            await bus.close()
-        return [d.message for d in deliveries if d.message.job_id == job_id]
-    return asyncio.run(read())
+    return transfer_steps(job_id)
 
 
 def _upload_request(location: str, content: api.UploadContent = api.UploadContent.DIAGNOSTICS,
