@@ -34,7 +34,7 @@ from tests.support.waiting import wait_until
 from webapp.station.models import JobRecord
 from workers.jobs import api
 from workers.jobs.base import JobKind
-from workers.jobs.runner import MAX_RESUMES, QUEUE, RESUMED, perform, recover_interrupted
+from workers.jobs.runner import LOST_REQUEUED, MAX_RESUMES, QUEUE, RESUMED, perform, recover_interrupted
 
 Status = JobRecord.Status
 ARCHIVE_BYTES = 6 * 1024 * 1024  # random, so the zip is as big: far more than the sockets buffer
@@ -194,3 +194,38 @@ def test_an_upload_cut_by_a_killed_service_resumes_from_the_servers_size(
     assert [line for line in ftp_server.commands if line.startswith("REST")] == [f"REST {held}"]
     assert remote.read_bytes() == archive.read_bytes() and archive.stat().st_mtime_ns == built_at
     assert steps(record_id) == [TransferStatus.UPLOADING, TransferStatus.UPLOADING, TransferStatus.UPLOADED]
+
+
+@pytest.mark.django_db
+def test_a_queued_row_whose_queue_entry_redis_lost_is_queued_again(
+        queue: Queue, django_capture_on_commit_callbacks) -> None:
+    """A power cut empties Redis, not the database: a row still `queued` whose RQ job is gone
+    would wait forever (and ocpp16 with it). A row whose RQ job is there is left alone."""
+    waiting = queue.enqueue(perform, 0)
+    kept = JobRecord.objects.create(kind=JobKind.DIAGNOSTICS_ARCHIVE, params={}, rq_job_id=waiting.id)
+    request = upload_request("ftp://127.0.0.1:1/uploads/")
+    lost = JobRecord.objects.create(kind=JobKind.DIAGNOSTICS_UPLOAD, params=request.to_params(),
+                                    rq_job_id=uuid.uuid4().hex)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert recover_interrupted() == 1
+
+    kept.refresh_from_db()
+    lost.refresh_from_db()
+    assert kept.rq_job_id == waiting.id and kept.log == ""
+    assert lost.status == Status.QUEUED and LOST_REQUEUED in lost.log
+    assert set(queue.job_ids) == {waiting.id, lost.rq_job_id}
+    requeued = Job.fetch(lost.rq_job_id, connection=queue.connection)
+    assert requeued.args == (lost.pk,) and requeued.timeout == request.time_limit_s()  # its kind's limit
+
+
+@pytest.mark.django_db
+def test_a_resumed_job_whose_rq_job_redis_lost_gets_its_kinds_time_limit(
+        queue: Queue, django_capture_on_commit_callbacks) -> None:
+    request = upload_request("ftp://127.0.0.1:1/uploads/")
+    row = JobRecord.objects.create(kind=JobKind.DIAGNOSTICS_UPLOAD, params=request.to_params(),
+                                   status=Status.RUNNING, rq_job_id=uuid.uuid4().hex)  # gone from Redis
+    with django_capture_on_commit_callbacks(execute=True):
+        recover_interrupted()
+    row.refresh_from_db()
+    assert Job.fetch(row.rq_job_id, connection=queue.connection).timeout == request.time_limit_s()

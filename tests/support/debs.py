@@ -72,3 +72,34 @@ class DpkgRoot:
                                 env=os.environ | {"PATH": path_with_sbin()})
         return dict(line.split(": ", 1) for line in result.stdout.splitlines()
                     if ": " in line and not line.startswith(" "))
+
+
+@dataclass(frozen=True)
+class PausingDpkg:
+    """A DPKG command for ops/start.sh: the real dpkg of a DpkgRoot, except that once armed, the
+    next `-i` stops before its work and waits (the moment a test cuts the power mid-install)."""
+
+    script: Path
+    armed_flag: Path
+    paused_flag: Path
+
+    @classmethod
+    def create(cls, folder: Path, dpkg: DpkgRoot) -> PausingDpkg:
+        folder.mkdir(parents=True, exist_ok=True)
+        wrapper = cls(folder / "pausing-dpkg", folder / "pause-next-install", folder / "install-paused")
+        wrapper.script.write_text(
+            "#!/bin/sh\n"
+            f'case " $* " in *" -i "*) if [ -e "{wrapper.armed_flag}" ]; then\n'
+            f'    rm -f "{wrapper.armed_flag}"; touch "{wrapper.paused_flag}"; sleep 120\n'
+            "fi ;; esac\n"
+            f'exec {" ".join(dpkg.command)} "$@"\n', encoding="utf-8")
+        wrapper.script.chmod(0o755)
+        return wrapper
+
+    def arm(self) -> None:
+        self.paused_flag.unlink(missing_ok=True)
+        self.armed_flag.touch()
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_flag.exists()

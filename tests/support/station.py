@@ -7,6 +7,10 @@ are the test session's, so the test reads the same bus and database as the stati
 returns once every service beats, and on teardown checks that SIGTERM stops the station with
 exit code 0 within the grace (then kills whatever is left anyway).
 
+`launch_via_start_sh(...)` runs the station as in the field instead: ops/start.sh runs
+chargepoint (installs updates, restarts it); its `StartShStation.power_cut()` kills every
+process of it at once and `relaunch()` starts start.sh again on the same data.
+
 Registered for every test in tests/conftest.py (pytest_plugins).
 Reading the station's database: the children use the session's real database (not
 pytest-django's test database), so read it with `django_db_blocker.unblock()` in a test that
@@ -85,11 +89,15 @@ class ChargepointProcess:
     def children(self) -> dict[str, ChildState]:
         """chargepoint's published view of its children (empty before the first publish)."""
         state = self.bus.get(contract.SUPERVISOR)
-        if state is None or state.pid != self.pid:
+        if state is None or not self.is_supervisor(state.pid):
             return {}
         children = {child.name: child for child in state.children}
         self._seen.update((child.pid, child.module) for child in state.children if child.pid is not None)
         return children
+
+    def is_supervisor(self, pid: int) -> bool:
+        """The published supervisor state is this process's (not a stopped earlier one's)."""
+        return pid == self.pid
 
     def pids(self) -> dict[str, int | None]:
         return {name: child.pid for name, child in self.children().items()}
@@ -278,3 +286,77 @@ def start_station(tmp_path: Path, redis_client: redis.Redis) -> Iterator[Callabl
     for station in started:
         code = station.stop()
         assert code == 0, f"chargepoint exited {code} on SIGTERM:\n{station.output()[-5000:]}"
+
+
+START_SH = REPO_ROOT / "ops" / "start.sh"
+
+
+class StartShStation(Station):
+    """The station as it runs in the field: ops/start.sh (leading its own process group) runs
+    `chargepoint --sim`, installs the staged debs on an update exit code and starts it again, so
+    chargepoint's pid changes with every start: the supervisor is whichever runs in the group."""
+
+    def is_supervisor(self, pid: int) -> bool:
+        try:
+            return os.getpgid(pid) == self.pid
+        except ProcessLookupError:
+            return False
+
+    def power_cut(self) -> None:
+        """Every process of the station dies at once (SIGKILL, no clean-up): start.sh and all
+        its descendants (chargepoint, dpkg and its scripts, the services, whatever they started
+        in process groups of their own, e.g. RQ's job process), each frozen first, so nothing
+        reacts to the others dying."""
+        tree = [self.pid, *_descendants(self.pid)]
+        for signum in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in tree:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signum)
+        self.process.wait(timeout=10)
+        self.kill_leftovers()
+
+    def relaunch(self, *, wait: bool = True, timeout_s: float = START_TIMEOUT_S) -> StartShStation:
+        """start.sh again on the same data, database and config (after a power cut); `wait`:
+        until every service beats."""
+        number = int(self.log_path.stem.rpartition("-")[2]) + 1
+        station = StartShStation(self.argv, self.env, self.log_path.with_name(f"start-{number}.log"),
+                                 self.config_path, self.services)
+        return _running(station, timeout_s) if wait else station
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process below `root` now (from /proc), whatever its process group."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, queue = [], [root]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def launch_via_start_sh(folder: Path, csms_url: str, *, charge_point_id: str = "TEST-0001",
+                        timeout_s: float = START_TIMEOUT_S, **env: str) -> StartShStation:
+    """Start `ops/start.sh --sim` (CHARGEPOINT_CMD: this venv's `manage.py chargepoint`) with
+    `env` added (e.g. STATION_DATA_DIR, DPKG, PATH) and wait until every service beats."""
+    config_path, _ = write_station_toml(folder)
+    environment = chargepoint_env(config_path, OCPP_CSMS_URL=csms_url, OCPP_CHARGE_POINT_ID=charge_point_id,
+                                  CHARGEPOINT_CMD=f"{sys.executable} manage.py chargepoint",
+                                  START_CRASH_DELAY_S="0", **env)
+    services = [spec.name for spec in select(sim=True)]
+    station = StartShStation([str(START_SH), "--sim"], environment, folder / "start-1.log", config_path,
+                             services)
+    return _running(station, timeout_s)
+
+
+def _running(station: StartShStation, timeout_s: float) -> StartShStation:
+    try:
+        station.wait_running(station.services, timeout_s=timeout_s)
+    except BaseException:
+        station.stop()
+        raise
+    return station

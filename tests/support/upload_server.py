@@ -1,13 +1,15 @@
 """A real HTTP server that receives uploads (PUT, or a multipart POST), for the diagnostics and
 log upload tests, and serves files (GET, with Range) for the firmware download tests: it runs in
 a thread of the test process on a free port and records every request; tests make it fail,
-refuse PUT, ask for credentials, ignore Range or hang up in the middle of a body."""
+refuse PUT, ask for credentials, ignore Range, serve slowly or hang up in the middle of a body."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
@@ -16,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 POLL_S = 0.05  # how soon the server notices it is asked to stop
+PACED_CHUNK_BYTES = 8192
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class UploadBehaviour:
     status: int = 201
     ignore_range: bool = False  # GET answers 200 with the whole file even when asked for a range
     cut_after: int | None = None  # the next GET sends this many body bytes, then hangs up
+    bytes_per_s: float | None = None  # GET bodies go out at about this rate (a slow link)
 
 
 @dataclass
@@ -45,6 +49,11 @@ class UploadServer:
     attempts: int = 0
     files: dict[str, bytes] = field(default_factory=dict)  # request path -> content, for GET
     fetches: list[Upload] = field(default_factory=list)  # every GET (body empty)
+    sent: int = 0  # GET body bytes written, over every GET
+
+    def ranges(self) -> list[str | None]:
+        """The Range header of every GET, in order (None: the whole file was asked for)."""
+        return [fetch.headers.get("Range") for fetch in self.fetches]
 
     @property
     def url(self) -> str:
@@ -86,9 +95,21 @@ class _Handler(BaseHTTPRequestHandler):
         body = content[start or 0:]
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        cut, self.server.state.behaviour.cut_after = self.server.state.behaviour.cut_after, None
-        self.wfile.write(body if cut is None else body[:cut])
+        state = self.server.state
+        cut, state.behaviour.cut_after = state.behaviour.cut_after, None
+        self._write_paced(body if cut is None else body[:cut], state)
         self.close_connection = True
+
+    def _write_paced(self, body: bytes, state: UploadServer) -> None:
+        """In chunks, at `bytes_per_s` when set; a client hanging up ends it quietly."""
+        rate = state.behaviour.bytes_per_s
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for offset in range(0, len(body), PACED_CHUNK_BYTES):
+                chunk = body[offset:offset + PACED_CHUNK_BYTES]
+                self.wfile.write(chunk)
+                state.sent += len(chunk)
+                if rate:
+                    time.sleep(len(chunk) / rate)
 
     def _take(self, *, put: bool) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))

@@ -46,6 +46,7 @@ from bus.messages import TransferFailure, TransferStatus
 from webapp.env import StationEnv
 from webapp.station.models import FirmwareUpdate, JobRecord
 from workers.fota import package
+from workers.fota.csms_signature import verify_csms_signature
 from workers.fota.download import DownloadCancelled, DownloadError, download_with_retries
 from workers.fota.errors import PackageRefused, RefusalReason
 from workers.fota.install_status import InstallResult, read_install_status
@@ -68,6 +69,9 @@ INSTALL_WAIT_S = 600.0  # chargepoint exits within seconds; then this job is sto
 FLASH_ATTEMPTS = 3
 FLASH_WAIT_S = 3600.0
 ENDED = (JobRecord.Status.FINISHED, JobRecord.Status.FAILED, JobRecord.Status.ERRORED)
+REPORTED_AT = {  # what was last reported on entering (or going through) each stage before installing
+    Stage.DOWNLOADING: TransferStatus.DOWNLOADING, Stage.DOWNLOADED: TransferStatus.DOWNLOADED,
+    Stage.VERIFIED: TransferStatus.SIGNATURE_VERIFIED, Stage.WAITING_IDLE: TransferStatus.SIGNATURE_VERIFIED}
 
 
 class UpdateJob:
@@ -84,6 +88,10 @@ class UpdateJob:
                                             "request_id": request.request_id})
         if not created:
             job.info("resuming the update at stage %s", self.update.stage)
+            # the stage was persisted before its report went out: a power cut in between lost the
+            # report (it was on the bus), so it is sent again; ocpp16 drops a repeat
+            if (status := REPORTED_AT.get(Stage(self.update.stage))) is not None:
+                progress.report(job.record_id, status)
 
     @property
     def kind(self) -> UpdateKind:
@@ -110,7 +118,6 @@ class UpdateJob:
         part = self.store.download_file(self.update.pk)
         if self.update.bytes_done:
             self.job.info("resuming the download after %d bytes", self.update.bytes_done)
-            progress.report(self.job.record_id, TransferStatus.DOWNLOADING)  # ocpp16 drops a repeat
         part.parent.mkdir(parents=True, exist_ok=True)
         try:
             download_with_retries(
@@ -155,6 +162,8 @@ class UpdateJob:
             self._enter(Stage.DOWNLOADING)
             return
         try:
+            if self.request.signature is not None:  # SignedUpdateFirmware: the CSMS's signature first
+                verify_csms_signature(path, self.request.signature, self.request.signing_certificate or "")
             trust = load_trust(self.env)
             header = package.inspect(path)
             verified = package.verify(path, keys=trust.keys, roots=trust.roots,

@@ -31,6 +31,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 from webapp.station.models import JobRecord
+from workers.jobs import registry
 from workers.jobs.base import RESUMABLE_KINDS, Handler, JobFailed, JobKind, JobLog, append_line
 from workers.jobs.registry import HANDLERS
 
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 QUEUE = "default"  # a key of settings.RQ_QUEUES
 MAX_RESUMES = 5  # times an interrupted job of a resumable kind is queued again
 RESUMED = "resumed after the jobs service restarted"  # its log line, counted for MAX_RESUMES
+LOST_REQUEUED = "queued again: the job queue lost it (Redis restarted)"
 Status = JobRecord.Status
 
 
@@ -161,42 +163,70 @@ def recover_interrupted() -> int:
     A job of a resumable kind (base.RESUMABLE_KINDS) is queued again under a new RQ job id and
     continues from what it had done; every other one ends errored, as does a resumable job
     already resumed MAX_RESUMES times (a job that kills the service must not loop forever).
+    Rows still `queued` whose RQ job Redis lost are queued again (`_queue_lost`).
     Returns how many rows were dealt with."""
+    lost = _queue_lost()  # first: the rows resumed below are enqueued only when this commits
     interrupted = list(JobRecord.objects.filter(status=Status.RUNNING).values_list(
-        "pk", "kind", "log", "rq_job_id"))
-    for record_id, kind, text, previous_job_id in interrupted:
+        "pk", "kind", "log", "rq_job_id", "params"))
+    for record_id, kind, text, previous_job_id, params in interrupted:
         if kind not in RESUMABLE_KINDS:
             _end(record_id, Status.ERRORED, "interrupted: the jobs service stopped while the job ran")
         elif text.count(RESUMED) >= MAX_RESUMES:
             _end(record_id, Status.ERRORED, f"interrupted and resumed too often ({MAX_RESUMES} times): "
                                             "not resumed again")
         else:
-            _resume(record_id, text.count(RESUMED) + 1, previous_job_id)
+            _resume(record_id, text.count(RESUMED) + 1, _time_limit_s(previous_job_id, kind, params))
     if interrupted:
         log.error("%d job(s) were interrupted by the previous jobs process", len(interrupted))
-    return len(interrupted)
+    return len(interrupted) + lost
 
 
-def _resume(record_id: int, resume: int, previous_job_id: str) -> None:
-    """Queue an interrupted row again, keeping the time limit its RQ job had."""
+def _resume(record_id: int, resume: int, time_limit_s: int | None) -> None:
+    """Queue an interrupted row again, with the time limit it was given."""
     job_id = uuid.uuid4().hex
     requeued = JobRecord.objects.filter(pk=record_id, status=Status.RUNNING).update(
         status=Status.QUEUED, rq_job_id=job_id,
         log=append_line(logging.WARNING, f"{RESUMED} (resume {resume} of at most {MAX_RESUMES})"))
     if requeued:
-        transaction.on_commit(partial(_enqueue, record_id, job_id, None, _time_limit_s(previous_job_id)))
+        transaction.on_commit(partial(_enqueue, record_id, job_id, None, time_limit_s))
         log.warning("job #%s resumed (resume %d)", record_id, resume)
 
 
-def _time_limit_s(rq_job_id: str) -> int | None:
-    """The time limit of the interrupted RQ job if Redis still has it, else the queue's."""
-    if not rq_job_id:
-        return None
-    try:
-        timeout = Job.fetch(rq_job_id, connection=django_rq.get_queue(QUEUE).connection).timeout
-    except (NoSuchJobError, redis.exceptions.RedisError):
-        return None
-    return int(timeout) if timeout else None
+def _queue_lost() -> int:
+    """Queue again the rows still `queued` whose RQ job Redis no longer has: Redis keeps nothing
+    across a power cut, the rows do. A job that was to run later runs now (its owner decided
+    when to submit it). Returns how many."""
+    connection = django_rq.get_queue(QUEUE).connection
+    lost = 0
+    rows = JobRecord.objects.filter(status=Status.QUEUED).exclude(rq_job_id="").values_list(
+        "pk", "kind", "rq_job_id", "params")
+    for record_id, kind, rq_job_id, params in rows:
+        try:
+            if Job.exists(rq_job_id, connection=connection):
+                continue
+        except redis.exceptions.RedisError as error:
+            log.error("queued jobs not checked: the job queue (Redis) is unavailable: %s", error)
+            return lost
+        job_id = uuid.uuid4().hex
+        if JobRecord.objects.filter(pk=record_id, status=Status.QUEUED, rq_job_id=rq_job_id).update(
+                rq_job_id=job_id, log=append_line(logging.WARNING, LOST_REQUEUED)):
+            limit_s = registry.time_limit_s(kind, params)
+            transaction.on_commit(partial(_enqueue, record_id, job_id, None, limit_s))
+            log.warning("job #%s: its queue entry was lost; queued again", record_id)
+            lost += 1
+    return lost
+
+
+def _time_limit_s(rq_job_id: str, kind: str, params: dict[str, Any]) -> int | None:
+    """The time limit of the interrupted RQ job if Redis still has it, else its kind's."""
+    if rq_job_id:
+        try:
+            timeout = Job.fetch(rq_job_id, connection=django_rq.get_queue(QUEUE).connection).timeout
+        except (NoSuchJobError, redis.exceptions.RedisError):
+            timeout = None
+        if timeout:
+            return int(timeout)
+    return registry.time_limit_s(kind, params)
 
 
 def on_work_horse_killed(job: Job, retpid: int, ret_val: int, rusage: Any) -> None:

@@ -10,8 +10,13 @@ it (cold shutdown). Exit code 0 after a requested stop, 1 when the loop ended by
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
-from typing import ClassVar
+import os
+import signal
+import sys
+from typing import Any, ClassVar
 
 import django_rq
 import redis.exceptions
@@ -33,6 +38,24 @@ class StationWorker(Worker):
     def handle_warm_shutdown_request(self) -> None:
         self.stop_requested = True
         super().handle_warm_shutdown_request()
+
+    def main_work_horse(self, *args: Any, **kwargs: Any) -> None:
+        """The forked job process dies with this worker. RQ puts it in a process group of its
+        own, so chargepoint's SIGKILL of the service's group misses it: a job left running after
+        the station stopped would run beside the next instance's resumed copy (and, during an
+        update, read ops/start.sh's status while dpkg runs and call the install failed)."""
+        _die_with(self.pid or os.getppid())
+        super().main_work_horse(*args, **kwargs)
+
+
+def _die_with(parent: int) -> None:
+    """SIGKILL this process when its parent dies (Linux); exit now if it already has."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl(
+            pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:  # the worker died before the hook was set
+        os._exit(1)
 
 
 class JobsService:

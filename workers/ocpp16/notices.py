@@ -91,6 +91,12 @@ class Notices:
         log.info("%s #%s queued", action, row_id)
         self._wake.set()
 
+    async def waiting(self) -> bool:
+        """True while a persisted message waits to be sent or answered (a stop drains them);
+        wakes the sender, so a row written by another process is looked at now."""
+        self._wake.set()
+        return bool(self._soon) or await db(_head) is not None
+
     async def run(self, connection: CsmsConnection) -> None:
         while True:
             self._wake.clear()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable
 from dataclasses import replace
@@ -58,6 +59,8 @@ log = logging.getLogger(__name__)
 
 BOOT_RETRY_FIRST_S = 5.0  # BootNotification retry after a failure or an interval of 0, doubling
 BOOT_RETRY_MAX_S = 300.0
+STOP_DRAIN_S = 3.0  # on a stop, how long persisted messages may take to go out (chargepoint grants 10 s)
+DRAIN_CHECK_S = 0.1
 
 
 class Ocpp16Service(Service):
@@ -71,6 +74,7 @@ class Ocpp16Service(Service):
         self._registered_at: LinkAddress | None = None  # the address the Accepted BootNotification was for
         self._link_lock = asyncio.Lock()
         self._boot_wanted = asyncio.Event()  # TriggerMessage(BootNotification) while not Accepted
+        self._drained = asyncio.Event()  # set once a stop has let the persisted messages out
 
     @property
     def accepted(self) -> bool:
@@ -81,6 +85,7 @@ class Ocpp16Service(Service):
         return LinkAddress(self.settings.csms_url, self.settings.charge_point_id)
 
     async def run(self) -> None:
+        self._drained = asyncio.Event()
         settings = self.settings = await with_operator_address(
             self._given_settings or Ocpp16Settings.from_django())
         config = self.config = await load_configuration(
@@ -111,11 +116,11 @@ class Ocpp16Service(Service):
         await self.publish_link()
         consumer = self.name  # stable, so entries left unacknowledged by a crash are read again
         jobs: list[Awaitable[object]] = [
-            self.stopping.wait(), recorder.run(consumer), self.status.watch(consumer),
+            self._stop_when_drained(), recorder.run(consumer), self.status.watch(consumer),
             self.status.watch_station(consumer), self.link.run_forever(),
-            self.bus.serve(contract.AUTHORIZE, self.ctx.auth.authorize, stop=self.stopping),
-            self.bus.serve(contract.OCPP_CONFIGURE, operator.handle, stop=self.stopping),
-            self.bus.serve(contract.OCPP_UPDATE_FIRMWARE, self._update_firmware, stop=self.stopping),
+            self.bus.serve(contract.AUTHORIZE, self.ctx.auth.authorize, stop=self._drained),
+            self.bus.serve(contract.OCPP_CONFIGURE, operator.handle, stop=self._drained),
+            self.bus.serve(contract.OCPP_UPDATE_FIRMWARE, self._update_firmware, stop=self._drained),
         ]
         jobs += [feature.run() for feature in self.ctx.features if isinstance(feature, BackgroundFeature)]
         jobs.append(self.frame_log.run())
@@ -123,6 +128,17 @@ class Ocpp16Service(Service):
         jobs.append(ClockAlignedSampler(self.bus, self.queue, config, self.notices, settings.connector_ids,
                                         lambda: self.accepted, self._queued).run())
         await first_done(*jobs)
+
+    async def _stop_when_drained(self) -> None:
+        """Return once a stop is asked and, while the CSMS is connected, the persisted messages
+        have gone out (up to STOP_DRAIN_S): a status queued just before the stop, such as
+        Installing right before the station exits for an update, reaches the CSMS before the
+        restart rather than after it. Nothing is lost either way: the rows stay queued."""
+        await self.stopping.wait()
+        deadline = time.monotonic() + STOP_DRAIN_S
+        while self.connection is not None and time.monotonic() < deadline and await self.notices.waiting():
+            await asyncio.sleep(DRAIN_CHECK_S)
+        self._drained.set()
 
     async def _update_firmware(self, request: UpdateFirmwareRequest) -> UpdateFirmwareReply:
         """The configurator's "Update from URL" down the path of a CSMS UpdateFirmware (firmware.py):
