@@ -26,7 +26,8 @@
 #                          failed,status}; keys/ and certs/ 0700 (key files 0600, certificates 0644)
 #   C (/etc/station)       station.toml (given, else the simulation example), station.env (0640)
 #   /etc/station/activation.env   what this activation did, read by ops/sw_deactivation.sh
-#   /etc/sudoers.d/station-dpkg   the user may run `dpkg -i` as root (checked with visudo -cf)
+#   /etc/sudoers.d/station-dpkg   the user may run start.sh's dpkg calls as root (-s, -i of
+#                          D/packages/{staged,installed}/, --purge station-*; checked with visudo -cf)
 #   /etc/systemd/system/station-chargepoint.service(.d/activation.conf)   the unit (when no
 #                          package shipped it in /lib/systemd/system) and this station's paths
 #   ~kiosk/.config/autostart/station-kiosk.desktop   Chromium in kiosk mode on the HMI
@@ -284,12 +285,25 @@ WEB_PORT=$WEB_PORT
 ENV
 }
 
+# write_sudoers: the four dpkg calls ops/start.sh makes through DPKG="sudo -n /usr/bin/dpkg" (the
+# unit's value), and nothing else: `-s PACKAGE` (the version before an install), `-i` of the debs
+# staged in D/packages/staged/<kind>/, `-i` of the previous version's deb kept in
+# D/packages/installed/<kind>/ (rollback) and `--purge` of a station-* package that was not
+# installed before (rollback). The paths are not a security boundary by themselves: the service
+# user owns packages/ (it writes any deb there), and sudo's `*` also matches spaces, so further
+# debs and dpkg options fit the patterns too. Whoever runs as that user can become root; what
+# keeps foreign packages off the station is the signature check before anything is staged
+# (workers/fota/package.py). The rule narrows sudo to dpkg and writes down what start.sh needs.
 write_sudoers() {
-    local rule
+    local rule packages="$DATA_DIR/packages" head="$SERVICE_USER ALL=(root) NOPASSWD: /usr/bin/dpkg"
     rule="$(printf '%s\n' \
-        "# ops/sw_activation.sh: ops/start.sh installs staged update packages as $SERVICE_USER" \
-        "# (DPKG=\"sudo -n /usr/bin/dpkg\" in $UNIT); nothing else runs as root." \
-        "$SERVICE_USER ALL=(root) NOPASSWD: /usr/bin/dpkg -i *")"
+        "# ops/sw_activation.sh: the dpkg calls ops/start.sh makes as $SERVICE_USER to install staged" \
+        "# updates and roll a failed one back (DPKG=\"sudo -n /usr/bin/dpkg\" in $UNIT)." \
+        "# Not a boundary by itself: $SERVICE_USER owns $packages; the signature check before staging is." \
+        "$head -s *" \
+        "$head -i $packages/staged/*" \
+        "$head -i $packages/installed/*" \
+        "$head --purge station-*")"
     if command -v visudo >/dev/null; then
         local check
         check="$(mktemp)"

@@ -41,6 +41,9 @@ class StationEnv:
     fota_keep_packages: int = 3
     """FOTA_KEEP_PACKAGES: update packages kept in each of packages/downloads, installed/<kind>,
     failed/<kind> (the newest; older ones are deleted)."""
+    fota_flash_attempts: int = 3
+    """FOTA_FLASH_ATTEMPTS (1..10): uploads per charge controller before its flash fails (the
+    update_controllers job of a controller-firmware update)."""
     firmware_dir: Path = Path("/opt/station/firmware")
     """STATION_FIRMWARE_DIR: where the controller-firmware deb installs its bundle folders."""
 
@@ -65,6 +68,7 @@ class StationEnv:
             hmi_allowed_origins=_origins(env, "HMI_ALLOWED_ORIGINS", default=_own_origins(env, port_text)),
             web_https=_flag(env, "WEB_HTTPS"),
             fota_keep_packages=_count(env, "FOTA_KEEP_PACKAGES", default=3),
+            fota_flash_attempts=_count(env, "FOTA_FLASH_ATTEMPTS", default=3, maximum=10),
             firmware_dir=Path(env.get("STATION_FIRMWARE_DIR", "/opt/station/firmware")),
         )
 
@@ -99,10 +103,12 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     return text == "1"
 
 
-def _count(env: Mapping[str, str], name: str, *, default: int) -> int:
+def _count(env: Mapping[str, str], name: str, *, default: int, maximum: int | None = None) -> int:
     text = env.get(name, str(default))
     if not text.isdigit() or int(text) < 1:
         raise EnvError(f"{name} must be a whole number of at least 1, got {text!r}")
+    if maximum is not None and int(text) > maximum:
+        raise EnvError(f"{name} must be at most {maximum}, got {text!r}")
     return int(text)
 
 

@@ -18,7 +18,13 @@ from bus.messages import TransferFailure
 from tests.support.ftp_server import FtpServer
 from tests.support.upload_server import UploadServer
 from workers.fota import download as download_module
-from workers.fota.download import DownloadCancelled, DownloadError, download, download_with_retries
+from workers.fota.download import (
+    DownloadCancelled,
+    DownloadError,
+    download,
+    download_with_retries,
+    validator_file,
+)
 
 CONTENT = random.Random(7).randbytes(3 * 1024 * 1024 + 123)  # several sync steps, not chunk-aligned
 DIGEST = hashlib.sha256(CONTENT).hexdigest()
@@ -141,6 +147,74 @@ def test_a_complete_part_is_done_without_fetching_again(upload_server: UploadSer
     result = download(http_file, part, timeout_s=5)
     assert _ranges(upload_server) == [f"bytes={len(CONTENT)}-"]
     assert (result.size, result.fetched) == (len(CONTENT), 0) and _digest(part) == DIGEST
+
+
+# ---- a file changed on the server between a cut and the resume (If-Range) ------------------
+
+NEW_CONTENT = random.Random(8).randbytes(len(CONTENT))  # same size: only a validator tells it changed
+
+
+def test_a_resume_sends_if_range_and_continues_an_unchanged_file(
+        upload_server: UploadServer, http_file: str, part: Path) -> None:
+    upload_server.behaviour.cut_after = CUT
+    with pytest.raises(DownloadError):
+        download(http_file, part, timeout_s=5)
+    etag = validator_file(part).read_text()
+    assert etag.startswith('"')
+
+    result = download(http_file, part, timeout_s=5)
+
+    assert upload_server.ranges() == [None, f"bytes={CUT}-"]
+    assert upload_server.if_ranges() == [None, etag]
+    assert _digest(part) == DIGEST and result.resumed_from == CUT
+    assert not validator_file(part).exists()  # complete: the sidecar is gone
+
+
+@pytest.mark.parametrize(("etag", "weak_etag"), [(True, False), (False, False), (True, True)],
+                         ids=["etag", "last-modified only", "weak etag: last-modified"])
+def test_a_file_changed_between_the_cut_and_the_resume_is_downloaded_whole_again(
+        upload_server: UploadServer, http_file: str, part: Path, etag: bool, weak_etag: bool) -> None:
+    upload_server.behaviour.etag, upload_server.behaviour.weak_etag = etag, weak_etag
+    upload_server.behaviour.cut_after = CUT
+    with pytest.raises(DownloadError):
+        download(http_file, part, timeout_s=5)
+    kept = validator_file(part).read_text()
+    assert kept.startswith('"') if etag and not weak_etag else kept.endswith(" GMT")
+    upload_server.files["/fw/update.bin"] = NEW_CONTENT
+
+    result = download(http_file, part, timeout_s=5)
+
+    assert upload_server.if_ranges() == [None, kept]
+    assert upload_server.ranges() == [None, f"bytes={CUT}-"]
+    assert _digest(part) == hashlib.sha256(NEW_CONTENT).hexdigest()
+    assert (result.resumed_from, result.fetched) == (0, len(NEW_CONTENT))
+
+
+def test_without_a_validator_the_range_goes_alone_as_before(
+        upload_server: UploadServer, http_file: str, part: Path) -> None:
+    upload_server.behaviour.etag = upload_server.behaviour.last_modified = False
+    upload_server.behaviour.cut_after = CUT
+    with pytest.raises(DownloadError):
+        download(http_file, part, timeout_s=5)
+    assert not validator_file(part).exists()
+
+    result = download(http_file, part, timeout_s=5)
+
+    assert upload_server.if_ranges() == [None, None] and upload_server.ranges() == [None, f"bytes={CUT}-"]
+    assert _digest(part) == DIGEST and result.resumed_from == CUT
+
+
+@pytest.mark.parametrize("kept", [b"", b'"abc"\r\nX-Injected: 1', b"\xff\xfe not text"])
+def test_a_damaged_validator_file_is_ignored(upload_server: UploadServer, http_file: str, part: Path,
+                                             kept: bytes) -> None:
+    part.parent.mkdir(parents=True)
+    part.write_bytes(CONTENT[:CUT])
+    validator_file(part).write_bytes(kept)
+
+    result = download(http_file, part, timeout_s=5)
+
+    assert upload_server.if_ranges() == [None] and upload_server.ranges() == [f"bytes={CUT}-"]
+    assert _digest(part) == DIGEST and result.resumed_from == CUT
 
 
 def test_the_query_of_a_download_link_is_kept(upload_server: UploadServer, part: Path) -> None:

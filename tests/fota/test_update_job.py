@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,8 +37,8 @@ from tests.support.bus_servers import serving
 from tests.support.tls import CertificateAuthority, Key, new_key
 from tests.support.transfers import transfer_steps
 from tests.support.upload_server import UploadServer
-from webapp.env import StationEnv
-from webapp.station.models import FirmwareUpdate, JobRecord
+from webapp.env import EnvError, StationEnv
+from webapp.station.models import FirmwareUpdate, InstalledCertificate, JobRecord
 from workers.fota import package, update
 from workers.fota.header import MIN_CHUNK_BYTES
 from workers.fota.keys import UpdateKey, new_update_key, write_update_key
@@ -91,10 +92,10 @@ def env(settings, tmp_path: Path, maker: Maker, update_key: UpdateKey, monkeypat
 
 
 def make_package(folder: Path, maker: Maker, key: UpdateKey, *, version: str = "2.0.0",
-                 kind: UpdateKind = UpdateKind.SOFTWARE) -> bytes:
+                 kind: UpdateKind = UpdateKind.SOFTWARE, deb: bytes = DEB) -> bytes:
     source = folder / f"src-{version}"
     source.mkdir(parents=True, exist_ok=True)
-    (source / f"station_{version}_all.deb").write_bytes(DEB)
+    (source / f"station_{version}_all.deb").write_bytes(deb)
     output = folder / f"update-{version}.pkg"
     package.pack(source, output, kind=kind, version=PackageVersion.parse(version), key=key,
                  signing_key=maker.key, certificates=maker.chain, chunk_size=MIN_CHUNK_BYTES)
@@ -115,9 +116,18 @@ class Station:
     holds: list[UpdateHoldRequest] = field(default_factory=list)
     flashes: list[FlashControllerRequest] = field(default_factory=list)
     flash_error: str | None = None  # every flash fails with this error
+    busy_flashes: int = 0  # the first N flash requests find the connector busy
+    flash_s: float = 0.0  # how long a flash takes
+    exit_reply_lost: bool = False  # chargepoint takes the exit but its answer never arrives
+    held: bool = False  # a hold is granted and not released
+    held_while_flashing: list[bool] = field(default_factory=list)  # per flash request: `held`
 
     async def flash(self, request: FlashControllerRequest) -> FlashControllerReply:
         self.flashes.append(request)
+        self.held_while_flashing.append(self.held)
+        await asyncio.sleep(self.flash_s)
+        if len(self.flashes) <= self.busy_flashes:
+            return FlashControllerReply(ok=False, attempts_used=0, error="busy", detail="connector 1 charges")
         if self.flash_error is not None:
             return FlashControllerReply(ok=False, attempts_used=request.attempts, error=self.flash_error)
         return FlashControllerReply(ok=True, attempts_used=1, version="3.0.0")
@@ -126,6 +136,7 @@ class Station:
         self.holds.append(request)
         if request.hold and len([h for h in self.holds if h.hold]) <= self.busy_answers:
             return UpdateHoldReply(granted=False, charging=[1])
+        self.held = request.hold
         return UpdateHoldReply(granted=True)
 
     async def exit(self, request: ExitForUpdateRequest) -> CommandResult:
@@ -133,6 +144,8 @@ class Station:
         if self.install_result is not None:
             write_status(self.status_folder, request.kind, self.install_result,
                          "installed 1 package(s)" if self.install_result == "ok" else "dpkg exited 1: broken")
+        if self.exit_reply_lost:
+            raise ConnectionError("Redis went away as chargepoint stopped")  # the bus answers HandlerError
         return CommandResult(accepted=True, reason="stopping")
 
 
@@ -402,19 +415,7 @@ def test_installed_controller_firmware_is_flashed_before_it_is_installed(
     """After start.sh installed the bundle's deb, update_controllers flashes from its folder;
     Installed only once every controller is flashed, else InstallationFailed with its code."""
     station.flash_error = flash_error
-    bundle = env.firmware_dir / "3.0.0"
-    bundle.mkdir(parents=True)
-    image = b"\x5a" * 4096
-    (bundle / "dc.bin").write_bytes(image)
-    target = {"connector_ids": [1], "file": "dc.bin", "version": "3.0.0",
-              "sha256": hashlib.sha256(image).hexdigest()}
-    (bundle / "manifest.json").write_text(json.dumps({"version": "3.0.0", "controllers": [target]}))
-    stage_at = datetime.now(UTC) - timedelta(seconds=30)
-    record = _resumable(env, "http://example.com/fw.pkg", Stage.INSTALLING, kind="controller-firmware",
-                        version="3.0.0")
-    FirmwareUpdate.objects.filter(job=record).update(stage_changed_at=stage_at)
-    write_status(env.packages_dir / "status", UpdateKind.CONTROLLER_FIRMWARE, "ok", "installed 1 package(s)",
-                 at=stage_at + timedelta(seconds=10))
+    record, bundle = _installed_bundle(env)
 
     runner.execute(record)
 
@@ -430,6 +431,133 @@ def test_installed_controller_firmware_is_flashed_before_it_is_installed(
         assert record.status == JobRecord.Status.FAILED
         assert statuses(record.pk) == [TransferStatus.INSTALLATION_FAILED]
         assert "connector 1: upload_failed" in steps(record.pk)[0].detail
+
+
+def _installed_bundle(env: StationEnv) -> tuple[JobRecord, Path]:
+    """A controller-firmware update start.sh installed (bundle 3.0.0 for connector 1) before the
+    restart: the job's next run flashes."""
+    bundle = env.firmware_dir / "3.0.0"
+    bundle.mkdir(parents=True)
+    image = b"\x5a" * 4096
+    (bundle / "dc.bin").write_bytes(image)
+    target = {"connector_ids": [1], "file": "dc.bin", "version": "3.0.0",
+              "sha256": hashlib.sha256(image).hexdigest()}
+    (bundle / "manifest.json").write_text(json.dumps({"version": "3.0.0", "controllers": [target]}))
+    stage_at = datetime.now(UTC) - timedelta(seconds=30)
+    record = _resumable(env, "http://example.com/fw.pkg", Stage.INSTALLING, kind="controller-firmware",
+                        version="3.0.0")
+    FirmwareUpdate.objects.filter(job=record).update(stage_changed_at=stage_at)
+    write_status(env.packages_dir / "status", UpdateKind.CONTROLLER_FIRMWARE, "ok", "installed 1 package(s)",
+                 at=stage_at + timedelta(seconds=10))
+    return record, bundle
+
+
+def test_controllers_are_flashed_under_the_hold_and_a_busy_flash_waits_for_idle(
+        settings, env: StationEnv, station: Station) -> None:
+    """A session starting after the install restart would make smartw answer 'busy': the
+    flash runs under UPDATE_HOLD (renewed while it lasts, released after); a 'busy' flash all
+    the same is retried once the station is idle. FOTA_FLASH_ATTEMPTS reaches smartw."""
+    settings.STATION_ENV = dataclasses.replace(env, fota_flash_attempts=5)
+    station.busy_flashes, station.busy_answers, station.flash_s = 1, 1, 0.3
+    record, _ = _installed_bundle(env)
+
+    runner.execute(record)
+
+    record.refresh_from_db()
+    assert record.status == JobRecord.Status.FINISHED, record.log
+    assert statuses(record.pk) == [TransferStatus.INSTALLED]
+    assert [request.attempts for request in station.flashes] == [5, 5]  # busy, then flashed
+    assert station.held_while_flashing == [True, True]
+    assert len([h for h in station.holds if h.hold]) >= 4  # refused once, granted, renewed while flashing
+    assert not station.holds[-1].hold  # released after
+    assert "smartw was busy" in record.log
+
+
+def test_a_lost_exit_answer_waits_for_the_install_status(
+        env: StationEnv, station: Station, upload_server: UploadServer, maker: Maker,
+        update_key: UpdateKey, tmp_path: Path) -> None:
+    """chargepoint took the exit (start.sh installs) but its answer was lost: not a failure."""
+    station.exit_reply_lost = True
+    job = run(serve_package(upload_server, make_package(tmp_path, maker, update_key)))
+
+    assert job.status == JobRecord.Status.FINISHED, job.log
+    assert statuses(job.pk) == HAPPY and "answer to the exit was lost" in job.log
+
+
+def test_a_refused_exit_is_installation_failed(
+        env: StationEnv, station: Station, upload_server: UploadServer, maker: Maker,
+        update_key: UpdateKey, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(update, "exit_for_update",
+                        lambda kind: CommandResult(accepted=False, reason="a session is stopping"))
+    job = run(serve_package(upload_server, make_package(tmp_path, maker, update_key)))
+
+    assert job.status == JobRecord.Status.FAILED
+    assert statuses(job.pk)[-1] == TransferStatus.INSTALLATION_FAILED
+    assert row(job).failure_reason == "no-exit" and not station.holds[-1].hold
+
+
+def _real_deb(folder: Path, version: str) -> bytes:
+    root = folder / f"deb-{version}"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        f"Package: station-controller-firmware\nVersion: {version}\nArchitecture: all\n"
+        "Maintainer: Test <test@example.com>\nDescription: controller firmware\n")
+    output = folder / f"station-controller-firmware_{version}_all.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(output)],
+                   check=True, capture_output=True)
+    return output.read_bytes()
+
+
+@pytest.mark.parametrize("deb_version", ["3.0.0", "3.0.1", None])
+def test_a_controller_firmware_deb_must_have_the_packages_version(
+        env: StationEnv, station: Station, upload_server: UploadServer, maker: Maker,
+        update_key: UpdateKey, tmp_path: Path, deb_version: str | None) -> None:
+    """The deb installs its bundle into firmware_dir/<deb version>, flashing looks in
+    firmware_dir/<package version>: a package where they differ (or whose deb is unreadable) is
+    refused before anything is staged."""
+    deb = DEB if deb_version is None else _real_deb(tmp_path, deb_version)
+    content = make_package(tmp_path, maker, update_key, version="3.0.0", kind=UpdateKind.CONTROLLER_FIRMWARE,
+                           deb=deb)
+    job = run(serve_package(upload_server, content))
+
+    if deb_version == "3.0.0":
+        assert TransferStatus.SIGNATURE_VERIFIED in statuses(job.pk), job.log
+        assert station.exits == [UpdateKind.CONTROLLER_FIRMWARE]
+        return
+    assert job.status == JobRecord.Status.FAILED
+    assert statuses(job.pk)[-1] == TransferStatus.INSTALL_VERIFICATION_FAILED
+    assert staged(env, UpdateKind.CONTROLLER_FIRMWARE) == [] and not station.exits
+    expected = "has version '3.0.1' but the package says 3.0.0" if deb_version else "not a readable deb"
+    assert expected in row(job).error
+
+
+def test_flash_attempts_come_from_the_environment() -> None:
+    assert StationEnv.from_environ({}).fota_flash_attempts == 3
+    assert StationEnv.from_environ({"FOTA_FLASH_ATTEMPTS": "10"}).fota_flash_attempts == 10
+    for bad in ("0", "11", "three"):
+        with pytest.raises(EnvError, match="FOTA_FLASH_ATTEMPTS"):
+            StationEnv.from_environ({"FOTA_FLASH_ATTEMPTS": bad})
+
+
+def test_a_download_completed_just_before_a_power_cut_is_not_downloaded_again(
+        env: StationEnv, station: Station, upload_server: UploadServer, maker: Maker,
+        update_key: UpdateKey, tmp_path: Path) -> None:
+    """<id>.part was renamed to <id>.pkg, then the power went before package_file was saved."""
+    content = make_package(tmp_path, maker, update_key)
+    location = serve_package(upload_server, content)
+    record = _resumable(env, location, Stage.DOWNLOADING)
+    store = PackageStore(env.packages_dir)
+    store.downloads.mkdir(parents=True)
+    update_id = FirmwareUpdate.objects.get(job=record).pk
+    store.download_file(update_id).with_suffix(".pkg").write_bytes(content)
+    FirmwareUpdate.objects.filter(pk=update_id).update(bytes_done=len(content) // 2)
+
+    runner.execute(record)
+
+    record.refresh_from_db()
+    assert record.status == JobRecord.Status.FINISHED, record.log
+    assert not upload_server.fetches
+    assert FirmwareUpdate.objects.get(pk=update_id).bytes_done == len(content)
 
 
 # ---- keep the last N packages ------------------------------------------------------------------
@@ -448,12 +576,14 @@ def test_only_the_newest_packages_are_kept(env: StationEnv, station: Station, up
             moment = (datetime.now(UTC) - timedelta(days=age + 1)).timestamp()
             os.utime(path, (moment, moment))
             names.append(path.name)
+    for age in (0, 3):  # a partial download's validator sidecar does not count, and goes with its part
+        (store.downloads / f"old-{age}.deb.validator").write_text('"etag"')
 
     job = run(serve_package(upload_server, make_package(tmp_path, maker, update_key)))
 
     assert job.status == JobRecord.Status.FINISHED, job.log
     downloads = sorted(path.name for path in store.downloads.iterdir())
-    assert downloads == sorted([Path(job.result_file).name, "old-0.deb"])  # keep 2: this one + newest old
+    assert downloads == sorted([Path(job.result_file).name, "old-0.deb", "old-0.deb.validator"])  # keep 2
     for folder in (store.installed(UpdateKind.SOFTWARE), store.failed(UpdateKind.WEB_CONFIGURATOR)):
         assert sorted(path.name for path in folder.iterdir()) == ["old-0.deb", "old-1.deb"]
 
@@ -468,3 +598,36 @@ def test_a_station_without_provisioned_keys_installs_nothing(
     assert statuses(job.pk)[-1] == TransferStatus.INSTALL_VERIFICATION_FAILED
     assert staged(env) == [] and not station.exits
     assert "update.key" in row(job).error  # the reason names the missing file
+
+
+def test_the_update_key_is_picked_by_key_id_among_the_key_files(
+        env: StationEnv, station: Station, upload_server: UploadServer, maker: Maker,
+        update_key: UpdateKey, tmp_path: Path) -> None:
+    """Key rotation (docs/update-package.md): the next key sits beside update.key."""
+    rotated = new_update_key()
+    write_update_key(env.keys_dir / f"update-{rotated.key_id}.key", rotated)
+    job = run(serve_package(upload_server, make_package(tmp_path, maker, rotated)))
+
+    assert job.status == JobRecord.Status.FINISHED, job.log
+    assert statuses(job.pk) == HAPPY
+
+
+@pytest.mark.parametrize("provisioned_root", [True, False])
+def test_a_root_the_csms_installed_never_signs_packages(
+        env: StationEnv, station: Station, upload_server: UploadServer, update_key: UpdateKey,
+        tmp_path: Path, provisioned_root: bool) -> None:
+    """The package's signature is checked against keys/manufacturer-root.pem only; a
+    ManufacturerRootCertificate from InstallCertificate is for SignedUpdateFirmware's signing
+    certificate (ocpp16)."""
+    csms_maker = _maker("Root The CSMS Installed")
+    InstalledCertificate.objects.create(certificate_type="ManufacturerRootCertificate",
+                                        pem=csms_maker.root.pem, issuer_name_hash="00", issuer_key_hash="00",
+                                        serial_number="1")
+    if not provisioned_root:
+        (env.keys_dir / "manufacturer-root.pem").unlink()
+    job = run(serve_package(upload_server, make_package(tmp_path, csms_maker, update_key)))
+
+    assert job.status == JobRecord.Status.FAILED
+    assert statuses(job.pk)[-1] == (TransferStatus.INVALID_SIGNATURE if provisioned_root
+                                    else TransferStatus.INSTALL_VERIFICATION_FAILED)
+    assert staged(env) == [] and not station.exits

@@ -170,7 +170,9 @@ def test_activation_writes_sudoers_unit_and_kiosk(activated: Path) -> None:
     sudoers = activated / "etc" / "sudoers.d" / "station-dpkg"
     assert mode(sudoers) == 0o440
     rules = [line for line in sudoers.read_text().splitlines() if line and not line.startswith("#")]
-    assert rules == ["station ALL=(root) NOPASSWD: /usr/bin/dpkg -i *"]
+    head = "station ALL=(root) NOPASSWD: /usr/bin/dpkg"
+    assert rules == [f"{head} -s *", f"{head} -i /var/lib/station/packages/staged/*",
+                     f"{head} -i /var/lib/station/packages/installed/*", f"{head} --purge station-*"]
 
     shipped = REPO / "ops" / "systemd" / "station-chargepoint.service"
     assert (activated / UNIT).read_text() == shipped.read_text()
@@ -233,7 +235,10 @@ def test_custom_user_folders_and_port(root: Path) -> None:
     assert "WEB_PORT=8080\n" in (root / "etc/evse/station.env").read_text()
     assert "/opt/evse/ops/kiosk/station-kiosk.sh http://127.0.0.1:8080/hmi/" in (
         root / "home/kiosk/.config/autostart/station-kiosk.desktop").read_text()
-    assert (root / "etc/sudoers.d/station-dpkg").read_text().splitlines()[-1].startswith("evse ALL=(root)")
+    rules = (root / "etc/sudoers.d/station-dpkg").read_text().splitlines()
+    assert "evse ALL=(root) NOPASSWD: /usr/bin/dpkg -i /srv/evse/packages/staged/*" in rules
+    assert "evse ALL=(root) NOPASSWD: /usr/bin/dpkg -i /srv/evse/packages/installed/*" in rules
+    assert not any("/var/lib/station" in rule for rule in rules)
 
 
 def test_a_root_without_user_files_gets_the_lines_written(tmp_path: Path) -> None:

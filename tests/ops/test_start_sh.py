@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.debs import DpkgRoot, build_deb, path_with_sbin
+from tests.support.debs import DpkgRoot, SudoRuleDpkg, build_deb, path_with_sbin, sudoers_commands
 from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -225,6 +225,58 @@ def test_a_failing_maintainer_script_is_rolled_back_to_the_previous_version(
     assert "installing controller-firmware failed (dpkg exited 1); rolling back" in result.stderr
     assert [start["action"] for start in station.starts()] == ["12", "0", "12", "0"]
     assert station.starts()[-1]["status"] == {KIND: "failed"}
+
+
+def activation_sudo_dpkg(station: Station, tmp_path: Path) -> SudoRuleDpkg:
+    """`sudo -n /usr/bin/dpkg` under the sudoers rule ops/sw_activation.sh writes for this data dir."""
+    root = tmp_path / "activated"
+    root.mkdir()
+    activation = subprocess.run(
+        [str(REPO / "ops" / "sw_activation.sh"), "--root", str(root), "--no-venv",
+         "--data-dir", str(station.data)],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert activation.returncode == 0, activation.stderr
+    allowed = sudoers_commands(root / "etc" / "sudoers.d" / "station-dpkg", "station")
+    return SudoRuleDpkg.create(tmp_path / "sudo", station.dpkg, allowed)
+
+
+@pytest.mark.parametrize(("before", "rolled_back"), [
+    ("1.0", "; rolled back to station-test 1.0"),  # -s, -i staged, -i installed (the kept 1.0)
+    (None, "; removed station-test: nothing was installed before"),  # -s, -i staged, --purge
+])
+def test_start_sh_asks_sudo_only_for_what_the_activation_sudoers_rule_allows(
+        station: Station, tmp_path: Path, before: str | None, rolled_back: str) -> None:
+    # on a station DPKG is `sudo -n /usr/bin/dpkg`: a call outside the rule fails, and a rollback with it
+    sudo_dpkg = activation_sudo_dpkg(station, tmp_path)
+    if before is not None:
+        station.stage(tiny(tmp_path / "v1", before))
+        assert station.run(12, DPKG=str(sudo_dpkg.script)).returncode == 0
+    station.stage(tiny(tmp_path / "v2", "2.0", postinst="exit 1"))
+
+    result = station.run(12, DPKG=str(sudo_dpkg.script))
+
+    assert result.returncode == 0, result.stderr
+    assert sudo_dpkg.refused == []
+    assert station.status()["message"].endswith(rolled_back)
+    if before is not None:
+        fields = station.dpkg.status("station-test")
+        assert (fields["Status"], fields["Version"]) == ("install ok installed", before)
+        assert installed_version(station) == before
+    else:
+        assert station.dpkg.status("station-test") == {}
+
+
+def test_the_sudo_stand_in_refuses_what_the_rule_does_not_allow(station: Station, tmp_path: Path) -> None:
+    sudo_dpkg = activation_sudo_dpkg(station, tmp_path)
+    elsewhere = tiny(tmp_path / "v1", "1.0")
+
+    for call in (["-i", str(elsewhere)], ["--purge", "bash"], ["--configure", "-a"]):
+        refused = subprocess.run([str(sudo_dpkg.script), *call], capture_output=True, text=True, check=False)
+        assert (refused.returncode, refused.stderr) == (1, "sudo: a password is required\n")
+
+    assert sudo_dpkg.refused == [f"/usr/bin/dpkg -i {elsewhere}", "/usr/bin/dpkg --purge bash",
+                                 "/usr/bin/dpkg --configure -a"]
+    assert station.dpkg.status("station-test") == {}
 
 
 def test_a_failed_first_install_leaves_nothing_installed(station: Station, tmp_path: Path) -> None:

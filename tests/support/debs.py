@@ -3,12 +3,14 @@
 Tests that install packages must not touch the machine's own dpkg database, and must run without
 root: `DpkgRoot` is a throw-away root (`--root`, with the admin folder dpkg expects created first)
 driven by the real dpkg; `build_deb` makes a tiny package with dpkg-deb, optionally with a
-maintainer script that fails, so dpkg's own error paths run.
+maintainer script that fails, so dpkg's own error paths run. `SudoRuleDpkg` plays the station's
+`sudo -n /usr/bin/dpkg`: only the calls a sudoers rule allows reach the real dpkg.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,3 +105,53 @@ class PausingDpkg:
     @property
     def paused(self) -> bool:
         return self.paused_flag.exists()
+
+
+def sudoers_commands(rule_file: Path, user: str) -> list[str]:
+    """The commands a sudoers file lets `user` run as root without a password, as written in it
+    (patterns with `*`); a line of any other shape is an error, not skipped."""
+    head = f"{user} ALL=(root) NOPASSWD: "
+    commands = []
+    for line in rule_file.read_text(encoding="utf-8").splitlines():
+        if not line or line.startswith("#"):
+            continue
+        if not line.startswith(head):
+            raise ValueError(f"{rule_file}: not a '{head}COMMAND' rule: {line}")
+        commands.append(line.removeprefix(head))
+    return commands
+
+
+@dataclass(frozen=True)
+class SudoRuleDpkg:
+    """A DPKG command for ops/start.sh that lets through only the calls a sudoers rule allows, as
+    `sudo -n /usr/bin/dpkg` (the unit's DPKG) does on a station, and runs those with the real dpkg
+    of a DpkgRoot. Matched as sudo matches arguments: joined by spaces, against each pattern, `*`
+    matching anything (slashes and spaces too). A refused call fails like sudo -n does and is noted,
+    one command line a line, in `refused_log`."""
+
+    script: Path
+    refused_log: Path
+
+    @classmethod
+    def create(cls, folder: Path, dpkg: DpkgRoot, allowed: list[str]) -> SudoRuleDpkg:
+        folder.mkdir(parents=True, exist_ok=True)
+        wrapper = cls(folder / "sudo-dpkg", folder / "refused")
+        patterns = " ".join(shlex.quote(pattern) for pattern in allowed)
+        wrapper.script.write_text(
+            "#!/usr/bin/env bash\n"
+            f"allowed=({patterns})\n"
+            'call="/usr/bin/dpkg $*"\n'
+            'for pattern in "${allowed[@]}"; do\n'
+            f'    if [[ "$call" == $pattern ]]; then exec {shlex.join(dpkg.command)} "$@"; fi\n'
+            "done\n"
+            f'echo "$call" >>{shlex.quote(str(wrapper.refused_log))}\n'
+            'echo "sudo: a password is required" >&2\n'
+            "exit 1\n", encoding="utf-8")
+        wrapper.script.chmod(0o755)
+        return wrapper
+
+    @property
+    def refused(self) -> list[str]:
+        if not self.refused_log.exists():
+            return []
+        return self.refused_log.read_text(encoding="utf-8").splitlines()

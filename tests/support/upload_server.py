@@ -1,12 +1,15 @@
 """A real HTTP server that receives uploads (PUT, or a multipart POST), for the diagnostics and
-log upload tests, and serves files (GET, with Range) for the firmware download tests: it runs in
-a thread of the test process on a free port and records every request; tests make it fail,
-refuse PUT, ask for credentials, ignore Range, serve slowly or hang up in the middle of a body."""
+log upload tests, and serves files (GET, with Range, ETag, Last-Modified and If-Range) for the
+firmware download tests: it runs in a thread of the test process on a free port and records every
+request; tests make it fail, refuse PUT, ask for credentials, ignore Range, leave out the
+validators, serve slowly or hang up in the middle of a body."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import email.utils
+import hashlib
 import re
 import threading
 import time
@@ -38,6 +41,9 @@ class UploadBehaviour:
     ignore_range: bool = False  # GET answers 200 with the whole file even when asked for a range
     cut_after: int | None = None  # the next GET sends this many body bytes, then hangs up
     bytes_per_s: float | None = None  # GET bodies go out at about this rate (a slow link)
+    etag: bool = True  # GET answers carry an ETag (strong, from the content)
+    weak_etag: bool = False  # ... marked weak (W/), which a client may not send in If-Range
+    last_modified: bool = True  # GET answers carry a Last-Modified (a date that changes with the content)
 
 
 @dataclass
@@ -54,6 +60,10 @@ class UploadServer:
     def ranges(self) -> list[str | None]:
         """The Range header of every GET, in order (None: the whole file was asked for)."""
         return [fetch.headers.get("Range") for fetch in self.fetches]
+
+    def if_ranges(self) -> list[str | None]:
+        """The If-Range header of every GET, in order."""
+        return [fetch.headers.get("If-Range") for fetch in self.fetches]
 
     @property
     def url(self) -> str:
@@ -83,13 +93,17 @@ class _Handler(BaseHTTPRequestHandler):
         elif content is None:
             self._answer(404)
         else:
-            self._serve(content, None if behaviour.ignore_range else _range_start(self.headers))
+            validators = _validators(content, behaviour)
+            ranged = not behaviour.ignore_range and _if_range_holds(self.headers, validators)
+            self._serve(content, _range_start(self.headers) if ranged else None, validators)
 
-    def _serve(self, content: bytes, start: int | None) -> None:
+    def _serve(self, content: bytes, start: int | None, validators: dict[str, str]) -> None:
         if start is not None and start >= len(content):
             self._answer(416, {"Content-Range": f"bytes */{len(content)}"})
             return
         self.send_response(200 if start is None else 206)
+        for name, value in validators.items():
+            self.send_header(name, value)
         if start is not None:
             self.send_header("Content-Range", f"bytes {start}-{len(content) - 1}/{len(content)}")
         body = content[start or 0:]
@@ -147,6 +161,27 @@ def _range_start(headers: Message) -> int | None:
     """The first byte of a `Range: bytes=<n>-` request (the only form the station sends)."""
     found = re.fullmatch(r"bytes=(\d+)-", headers.get("Range", ""))
     return None if found is None else int(found[1])
+
+
+def _validators(content: bytes, behaviour: UploadBehaviour) -> dict[str, str]:
+    """ETag and Last-Modified of this content, as the behaviour asks: both change with it."""
+    digest = hashlib.sha256(content).hexdigest()
+    headers = {}
+    if behaviour.etag:
+        headers["ETag"] = f'{"W/" if behaviour.weak_etag else ""}"{digest[:16]}"'
+    if behaviour.last_modified:
+        headers["Last-Modified"] = email.utils.formatdate(1_600_000_000 + int(digest[:7], 16), usegmt=True)
+    return headers
+
+
+def _if_range_holds(headers: Message, validators: dict[str, str]) -> bool:
+    """RFC 9110 13.1.5: a Range is served only if If-Range (when sent) is the current strong
+    ETag or Last-Modified; otherwise the answer is the whole file (200)."""
+    if_range = headers.get("If-Range")
+    if if_range is None:
+        return True
+    strong = [value for value in validators.values() if not value.startswith("W/")]
+    return if_range in strong
 
 
 def _basic(credentials: tuple[str, str]) -> str:

@@ -242,3 +242,17 @@ def test_the_admin_lists_firmware_updates_read_only_and_without_the_location(vie
     assert listed.status_code == 200 and "2.0.0" in page(listed)
     assert shown.status_code == 200 and PASSWORD not in page(shown) and "updates.example" not in page(shown)
     assert viewer.get("/admin/station/firmwareupdate/add/").status_code == 403
+
+
+def test_installed_bundles_are_offered_newest_version_first_then_other_names(viewer: Client, redis_client,
+                                                                            station_dirs: Path) -> None:
+    for name in ("9.0.0", "10.0.0", "10.1", "2.0.0-rc1", "0.9"):
+        (station_dirs / "firmware" / name).mkdir()
+        (station_dirs / "firmware" / name / "manifest.json").write_text("{}")
+
+    html = page(viewer.get(PAGE))
+
+    expected = ["10.1", "10.0.0", "9.0.0", "3.1.0", "0.9", "2.0.0-rc1"]
+    assert all(f'<option value="{name}">' in html for name in expected)
+    positions = [html.index(f'<option value="{name}">') for name in expected]
+    assert positions == sorted(positions)

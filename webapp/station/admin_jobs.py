@@ -13,6 +13,7 @@ views, the dashboard's URLs). The few templates are inline strings extending the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import wraps
@@ -35,6 +36,7 @@ from django_rq.models import Dashboard
 from pydantic import ValidationError
 
 from webapp.station.admin import inline_template, may_operate
+from webapp.station.configurator.updates_data import UNUSABLE_LOCATION, shown_location
 from webapp.station.models import JobRecord
 from workers.jobs.api import request_archive
 from workers.jobs.archive import ArchiveRequest, describe
@@ -112,7 +114,7 @@ class JobRecordAdmin(admin.ModelAdmin):
 
     list_display = ("id", "kind", "status", "created_at", "finished_at", "last_line", "result_link")
     list_filter = ("status", "kind")
-    fields = ("kind", "status", "params", "created_at", "started_at", "finished_at", "result_link",
+    fields = ("kind", "status", "shown_params", "created_at", "started_at", "finished_at", "result_link",
               "log_text", "rq_job_id")
     readonly_fields = fields
 
@@ -200,6 +202,11 @@ class JobRecordAdmin(admin.ModelAdmin):
         lines = obj.log.strip().splitlines()
         return lines[-1][:120] if lines else ""
 
+    @admin.display(description="params")
+    def shown_params(self, obj: JobRecord) -> str:
+        return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>',
+                           json.dumps(redacted_params(obj.params), indent=2, sort_keys=True))
+
     @admin.display(description="log")
     def log_text(self, obj: JobRecord) -> str:
         return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', obj.log)
@@ -210,6 +217,22 @@ class JobRecordAdmin(admin.ModelAdmin):
             return "-"
         return format_html('<a href="{}">{}</a>', reverse("job_download", args=[obj.pk]),
                            Path(obj.result_file).name)
+
+
+def redacted_params(params: Any) -> Any:
+    """The params with every `location` (FIRMWARE_UPDATE, DIAGNOSTICS_UPLOAD: a URL that may
+    carry a password) as `shown_location` shows it: without the password, and a placeholder for
+    one parse_location refuses, since a malformed URL may still hold a password."""
+    if isinstance(params, dict):
+        return {key: _shown(value) if key == "location" else redacted_params(value)
+                for key, value in params.items()}
+    if isinstance(params, list):
+        return [redacted_params(item) for item in params]
+    return params
+
+
+def _shown(location: Any) -> str:
+    return shown_location(location) if isinstance(location, str) else UNUSABLE_LOCATION
 
 
 def _newest_with_file(records: Iterable[JobRecord]) -> JobRecord | None:

@@ -8,6 +8,12 @@ that file's size:
   Content-Range must start at <size>); 200 means the server ignores ranges, so the part is
   emptied and the body written from the start; 416 whose Content-Range `*/N` equals the size
   means the file is already complete, any other N means the file changed: start over.
+  The validator of the answer that began the part (its strong ETag, else its Last-Modified) is
+  kept beside it in `<part>.validator` and sent as `If-Range` with the Range: a file replaced
+  on the server between a cut and the resume then comes back whole (200) instead of its tail
+  being appended to the old version's head, a mix that would fail the signature check and
+  raise a false security event. Without a validator (the server sends none) the Range goes
+  alone, as before. The sidecar is deleted once the download is complete.
 - FTP/FTPS: binary mode, SIZE, then RETR after REST <size>; a part longer than SIZE is a
   changed file: start over. FTPS is explicit TLS with a protected data channel, the server's
   certificate checked against the system trust store.
@@ -96,7 +102,9 @@ def download(location: str, part: Path, *, cancelled: Callable[[], bool] = lambd
             _http(target, sink, ssl_context, timeout_s)
         else:
             _ftp(target, sink, ssl_context, timeout_s)
-        return DownloadResult(sink.size, sink.kept_from, sink.size - sink.kept_from)
+        result = DownloadResult(sink.size, sink.kept_from, sink.size - sink.kept_from)
+    validator_file(part).unlink(missing_ok=True)  # complete: nothing left to resume
+    return result
 
 
 def download_with_retries(location: str, part: Path, *, attempts: int, retry_interval_s: float,
@@ -135,6 +143,7 @@ class _PartFile:
     for synced bytes only, enforces the size cap and notices a cancel."""
 
     def __init__(self, path: Path, progress: Progress, cancelled: Callable[[], bool]) -> None:
+        self.path = path
         self._file = path.open("ab")
         self.size = self._file.tell()
         self.kept_from = self.size
@@ -163,9 +172,11 @@ class _PartFile:
         self.total = total
 
     def restart(self) -> None:
-        """Empty the part file: what it held belongs to another version of the file."""
+        """Empty the part file, on disk at once: what it held belongs to another version of the
+        file (and the validator written next must never sit beside those bytes)."""
         self._file.truncate(0)
         self._file.seek(0)
+        os.fsync(self._file.fileno())
         self.size = self.kept_from = self._unsynced = 0
 
     def write(self, chunk: bytes) -> None:
@@ -211,6 +222,9 @@ def _http_get(target: Target, sink: _PartFile, ssl_context: ssl.SSLContext | Non
     """One GET continuing the part; False if the server's file is not the one the part began."""
     offset = sink.size
     ranged = {"Range": f"bytes={offset}-"} if offset else {}
+    validator = _kept_validator(sink.path) if offset else None
+    if validator is not None:
+        ranged["If-Range"] = validator
     request = urllib.request.Request(target.http_url(None), headers={**target.http_headers(), **ranged})
     try:
         with urllib.request.urlopen(request, timeout=timeout_s, context=ssl_context) as response:
@@ -242,8 +256,9 @@ def _http_body(target: Target, response: http.client.HTTPResponse, sink: _PartFi
         expected: int | None = end + 1 - start
     elif response.status == 200:
         if offset:
-            log.info("%s ignores Range (HTTP 200): starting over", target.describe())
-            sink.restart()
+            log.info("%s sent the whole file (HTTP 200: it changed, or the server ignores Range): "
+                     "starting over", target.describe())
+        _begin_part(sink, _validator_of(response.headers))
         sink.announce(length)
         expected = length
     else:
@@ -252,6 +267,49 @@ def _http_body(target: Target, response: http.client.HTTPResponse, sink: _PartFi
         sink.write(chunk)
     sink.check_complete(sink.size - sink.kept_from, expected)
     sink.check_complete(sink.size, sink.total)
+
+
+def validator_file(part: Path) -> Path:
+    """Where the validator of the answer that began `part` is kept."""
+    return part.with_name(part.name + ".validator")
+
+
+def _validator_of(headers: email.message.Message) -> str | None:
+    """The answer's strong ETag, else its Last-Modified; None if it has neither. A weak ETag
+    (W/"...") may not be sent in If-Range (RFC 9110 13.1.5)."""
+    etag = (headers.get("ETag") or "").strip()
+    if etag and not etag.startswith("W/"):
+        return etag
+    return (headers.get("Last-Modified") or "").strip() or None
+
+
+def _kept_validator(part: Path) -> str | None:
+    """The kept validator, or None if there is none or it is not a usable header value (a
+    damaged file is ignored: the resume then works as without a validator)."""
+    try:
+        value = validator_file(part).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not value or not value.isprintable():
+        return None
+    return value
+
+
+def _begin_part(sink: _PartFile, validator: str | None) -> None:
+    """The part starts again from byte 0 with a new answer. The old validator goes first and
+    the emptied part is on disk before the new validator is written, so a power cut in between
+    never leaves the new validator beside old bytes."""
+    sidecar = validator_file(sink.path)
+    sidecar.unlink(missing_ok=True)
+    sink.restart()
+    if validator is None:
+        return
+    staged = sidecar.with_name(sidecar.name + ".new")
+    with staged.open("w", encoding="ascii", errors="replace") as file:
+        file.write(validator)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(staged, sidecar)
 
 
 def _content_length(headers: email.message.Message) -> int | None:

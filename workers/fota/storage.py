@@ -20,6 +20,9 @@ from bus.enums import UpdateKind
 
 log = logging.getLogger(__name__)
 
+SIDECAR_SUFFIXES = (".validator", ".validator.new")  # beside a partial download (download.py)
+SIDECAR_GLOB = ".validator*"
+
 
 @dataclass(frozen=True)
 class PackageStore:
@@ -56,12 +59,20 @@ class PackageStore:
 
 
 def _prune_folder(folder: Path, keep: int, spare: Path | None) -> list[Path]:
+    """Packages only count: a partial download's validator sidecar (download.py) goes with it."""
     if not folder.is_dir():
         return []
-    files = sorted((path for path in folder.iterdir() if path.is_file() and path != spare),
+    files = sorted((path for path in folder.iterdir()
+                    if path.is_file() and path != spare and not _is_sidecar(path)),
                    key=lambda path: path.stat().st_mtime, reverse=True)
     old = files[max(keep - (spare is not None and spare.parent == folder), 0):]
     for path in old:
         path.unlink(missing_ok=True)
+        for sidecar in path.parent.glob(path.name + SIDECAR_GLOB):
+            sidecar.unlink(missing_ok=True)
         log.info("old update package %s deleted", path)
     return old
+
+
+def _is_sidecar(path: Path) -> bool:
+    return any(path.name.endswith(suffix) for suffix in SIDECAR_SUFFIXES)

@@ -24,7 +24,14 @@ What the job reports (ocpp16 maps it to the request's OCPP statuses, workers/ocp
   ops/start.sh's status file (and, for controller-firmware, the update_controllers job).
 
 The station is installed only while smartw holds it (no connector charges): the job asks
-UPDATE_HOLD every few seconds, renewing the grant until chargepoint exits.
+UPDATE_HOLD every few seconds, renewing the grant until chargepoint exits. Controllers are
+flashed under a hold too (smartw starts over without one after the install restart): a session
+starting meanwhile would make FLASH_CONTROLLER answer 'busy'; a 'busy' flash all the same (the
+hold lapsed) waits for the station to be idle again and is retried, until FLASH_WAIT_S.
+
+A lost EXIT_FOR_UPDATE reply (bus timeout, Redis gone as chargepoint stops) does not fail the
+update: chargepoint may well have taken it and be exiting, so the job waits for start.sh's
+status file as after an answered exit; only chargepoint's clear refusal fails it.
 """
 
 from __future__ import annotations
@@ -32,8 +39,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,6 +65,7 @@ from workers.fota.storage import PackageStore
 from workers.fota.trust import TrustUnavailable, installed_version, load_trust
 from workers.jobs import progress
 from workers.jobs.base import JobFailed, JobKind, JobLog
+from workers.jobs.update_controllers import failed_only_busy
 
 if TYPE_CHECKING:  # workers/jobs/firmware.py runs this module
     from workers.jobs.firmware import FirmwareRequest
@@ -66,8 +77,8 @@ PROGRESS_SAVE_S = 2.0
 POLL_S = 1.0  # how often a wait looks at the clock, the job's row and the status file
 HOLD_RETRY_S = 5.0  # how often smartw is asked for (or to renew) the hold
 INSTALL_WAIT_S = 600.0  # chargepoint exits within seconds; then this job is stopped with it
-FLASH_ATTEMPTS = 3
-FLASH_WAIT_S = 3600.0
+FLASH_WAIT_S = 3600.0  # flashing, including waits for a 'busy' station to be idle
+DPKG_DEB = "dpkg-deb"
 ENDED = (JobRecord.Status.FINISHED, JobRecord.Status.FAILED, JobRecord.Status.ERRORED)
 REPORTED_AT = {  # what was last reported on entering (or going through) each stage before installing
     Stage.DOWNLOADING: TransferStatus.DOWNLOADING, Stage.DOWNLOADED: TransferStatus.DOWNLOADED,
@@ -116,6 +127,11 @@ class UpdateJob:
 
     def _download(self) -> None:
         part = self.store.download_file(self.update.pk)
+        finished = part.with_suffix(".pkg")
+        if finished.is_file():  # renamed complete, then the power went before package_file was saved
+            self.job.info("the download had completed before the restart: %s", finished.name)
+            self._downloaded(finished)
+            return
         if self.update.bytes_done:
             self.job.info("resuming the download after %d bytes", self.update.bytes_done)
         part.parent.mkdir(parents=True, exist_ok=True)
@@ -133,8 +149,10 @@ class UpdateJob:
             self._fail(TransferStatus.DOWNLOAD_FAILED, error.failure, f"download failed: {error}")
             return
         self._cancel_check()
-        finished = part.with_suffix(".pkg")
-        os.replace(part, finished)
+        os.replace(part, finished)  # atomic: a <id>.pkg is always a complete download
+        self._downloaded(finished)
+
+    def _downloaded(self, finished: Path) -> None:
         size = finished.stat().st_size
         self._save(bytes_done=size, bytes_total=size, package_file=self._relative(finished))
         try:
@@ -178,14 +196,37 @@ class UpdateJob:
             self._fail(TransferStatus.INSTALL_VERIFICATION_FAILED, None,
                        f"the package cannot be verified: {error}", reason="no-trust")
             return
-        if not any(file.suffix == ".deb" for file in files):
+        debs = [file for file in files if file.suffix == ".deb"]
+        problem = "the package holds no .deb to install" if not debs else self._deb_version_problem(
+            header.kind, str(header.version), debs)
+        if problem:
             shutil.rmtree(staged, ignore_errors=True)
-            self._fail(TransferStatus.INSTALL_VERIFICATION_FAILED, None,
-                       "the package holds no .deb to install", reason=RefusalReason.BAD_FORMAT.value)
+            self._fail(TransferStatus.INSTALL_VERIFICATION_FAILED, None, problem,
+                       reason=RefusalReason.BAD_FORMAT.value)
             return
         self.job.info("verified and staged: %s", ", ".join(file.name for file in files))
         self._enter(Stage.VERIFIED, TransferStatus.SIGNATURE_VERIFIED,
                     f"{header.kind.value} {header.version} staged")
+
+    @staticmethod
+    def _deb_version_problem(kind: UpdateKind, version: str, debs: list[Path]) -> str:
+        """Why a controller-firmware package cannot be flashed: its deb installs the bundle into
+        firmware_dir/<deb version> (ops/build-deb.sh) while flashing looks in
+        firmware_dir/<header version>, so the two must agree; "" when they do."""
+        if kind is not UpdateKind.CONTROLLER_FIRMWARE:
+            return ""
+        for deb in debs:
+            try:
+                result = subprocess.run([DPKG_DEB, "-f", str(deb), "Version"], capture_output=True,
+                                        text=True, timeout=30, check=False)
+            except (OSError, subprocess.TimeoutExpired) as error:
+                return f"{deb.name}: its version cannot be read ({DPKG_DEB}: {error})"
+            if result.returncode != 0:
+                return f"{deb.name} is not a readable deb: {result.stderr.strip() or result.returncode}"
+            if result.stdout.strip() != version:
+                return (f"{deb.name} has version {result.stdout.strip()!r} but the package says {version}: "
+                        "its bundle would install where flashing does not look")
+        return ""
 
     def _to_waiting_idle(self) -> None:
         self._enter(Stage.WAITING_IDLE)
@@ -198,6 +239,25 @@ class UpdateJob:
                             detail=install_at.isoformat())
             while install_at > datetime.now(UTC):
                 self._pause(min(POLL_S, (install_at - datetime.now(UTC)).total_seconds()))
+        self._wait_for_hold("install")
+        self._enter(Stage.INSTALLING, TransferStatus.INSTALLING)
+        try:
+            answer = exit_for_update(self.kind)
+        except StationUnreachable as error:
+            # the request may have arrived and chargepoint be stopping (taking Redis with it):
+            # start.sh's status file tells; no status within INSTALL_WAIT_S fails it there
+            self.job.warning("chargepoint's answer to the exit was lost (%s); waiting for the install", error)
+        else:
+            if not answer.accepted:
+                release_hold("the install could not start")
+                self._fail(TransferStatus.INSTALLATION_FAILED, None,
+                           f"chargepoint did not exit for the install: {answer.reason}", reason="no-exit")
+                return
+            self.job.info("chargepoint exits for the install (ops/start.sh installs, then restarts it)")
+        self._await_install()
+
+    def _wait_for_hold(self, purpose: str) -> None:
+        """Ask smartw's UPDATE_HOLD every HOLD_RETRY_S until it is granted (no connector charges)."""
         said = ""
         while True:
             try:
@@ -208,23 +268,32 @@ class UpdateJob:
             except StationUnreachable as error:
                 why = f"smartw does not answer ({error})"
             if why != said:
-                self.job.info("waiting to install: %s", why)
+                self.job.info("waiting to %s: %s", purpose, why)
                 said = why
             self._pause(HOLD_RETRY_S)
-        self.job.info("smartw holds the station for the install")
-        self._enter(Stage.INSTALLING, TransferStatus.INSTALLING)
+        self.job.info("smartw holds the station to %s", purpose)
+
+    @contextmanager
+    def _holding(self) -> Iterator[None]:
+        """Renew the granted hold every HOLD_RETRY_S from a thread while the block runs (the
+        flash job runs in this thread), then release it."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(HOLD_RETRY_S):
+                try:
+                    request_hold(f"{self.update.kind} {self.update.version}")
+                except StationUnreachable as error:  # the next renewal tries again; the grant lasts HOLD_S
+                    log.warning("renewing the update hold failed: %s", error)
+
+        renewer = threading.Thread(target=renew, name="fota-hold", daemon=True)
+        renewer.start()
         try:
-            answer = exit_for_update(self.kind)
-            refused = "" if answer.accepted else answer.reason
-        except StationUnreachable as error:
-            refused = str(error)
-        if refused:
-            release_hold("the install could not start")
-            self._fail(TransferStatus.INSTALLATION_FAILED, None, f"chargepoint did not exit for the install: "
-                       f"{refused}", reason="no-exit")
-            return
-        self.job.info("chargepoint exits for the install (ops/start.sh installs, then restarts it)")
-        self._await_install()
+            yield
+        finally:
+            done.set()
+            renewer.join()
+            release_hold("the controllers are flashed")
 
     def _installing(self) -> None:
         """After a restart: the install's outcome, or, when it never happened (no status for it
@@ -262,29 +331,42 @@ class UpdateJob:
         """Flash the controllers from the installed bundle: the update_controllers job, run in
         this process (the station has one jobs worker, so waiting for it on the queue would wait
         forever); after a restart its re-queued row is claimed here the same way."""
+        deadline = time.monotonic() + FLASH_WAIT_S
+        while True:
+            status, last_line = self._run_flash_job(deadline)
+            if status == JobRecord.Status.FINISHED:
+                self._installed()
+                return
+            if not failed_only_busy(last_line) or time.monotonic() > deadline:
+                break
+            self.job.warning("smartw was busy (%s); flashing again once the station is idle", last_line)
+            self._save(flash_job=None)  # a new run skips the controllers already flashed
+        self._fail(TransferStatus.INSTALLATION_FAILED, None,
+                   f"flashing the controllers {status}: {last_line}", reason="flash")
+
+    def _run_flash_job(self, deadline: float) -> tuple[str, str]:
+        """Run (or, after a restart, go on with) the update_controllers job under smartw's
+        hold; its end status and last log line."""
         from workers.jobs import runner  # runner -> registry -> this module: import when used
 
         record = self.update.flash_job
         if record is None:
             bundle = self.env.firmware_dir / self.update.version
-            record = JobRecord.objects.create(kind=JobKind.UPDATE_CONTROLLERS,
-                                              params={"bundle_dir": str(bundle), "attempts": FLASH_ATTEMPTS})
+            record = JobRecord.objects.create(kind=JobKind.UPDATE_CONTROLLERS, params={
+                "bundle_dir": str(bundle), "attempts": self.env.fota_flash_attempts})
             self._save(flash_job=record)
             self.job.info("flashing the controllers from %s: job #%s", bundle, record.pk)
         if record.status == JobRecord.Status.QUEUED:
-            runner.execute(record)
-        deadline = time.monotonic() + FLASH_WAIT_S
+            self._wait_for_hold("flash the controllers")
+            with self._holding():
+                runner.execute(record)
         while (status := JobRecord.objects.values_list("status", flat=True).get(pk=record.pk)) not in ENDED:
             if time.monotonic() > deadline:
                 break
             self._pause(POLL_S)
-        if status == JobRecord.Status.FINISHED:
-            self._installed()
-            return
         last_line = (JobRecord.objects.values_list("log", flat=True).get(pk=record.pk).strip()
                      .splitlines() or [status])[-1]
-        self._fail(TransferStatus.INSTALLATION_FAILED, None,
-                   f"flashing the controllers {status}: {last_line}", reason="flash")
+        return status, last_line
 
     def _installed(self) -> None:
         self._enter(Stage.INSTALLED, TransferStatus.INSTALLED, f"{self.update.kind} {self.update.version}")

@@ -104,7 +104,23 @@ def _record(job: JobLog, cid: int, version: str, reply: FlashControllerReply) ->
     error = reply.error or "wrong_version"
     job.error("connector %s: %s after %d attempt(s), controller reports %s: %s", cid, error,
               reply.attempts_used, reply.version or "unknown", reply.detail or f"expected {version}")
-    return f"connector {cid}: {error} after {reply.attempts_used} attempts"
+    return failure_text(cid, error, reply.attempts_used)
+
+
+BUSY = "busy"  # FlashControllerReply.error when smartw found the connector busy (a session)
+
+
+def failure_text(connector_id: int, error: str, attempts_used: int) -> str:
+    """One controller's failure in the job's summary ("; "-joined after "failed: ")."""
+    return f"connector {connector_id}: {error} after {attempts_used} attempts"
+
+
+def failed_only_busy(last_line: str) -> bool:
+    """True when the job's final log line says every failure was smartw finding a connector
+    busy: flashing again once the station is idle may succeed (the FOTA job does)."""
+    _, _, summary = last_line.partition("failed: ")
+    failures = summary.split("; ") if summary else []
+    return bool(failures) and all(f": {BUSY} after " in failure for failure in failures)
 
 
 async def _reported_version(connector_id: int) -> str | None:

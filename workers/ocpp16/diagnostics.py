@@ -13,7 +13,9 @@ The handler checks the request and answers; the job starts only once that answer
   Uploading, then Uploaded or BadMessage / NotSupportedOperation / PermissionDenied / UploadFailure.
 One upload of each kind at a time, each recorded in OcppState (`diagnostics_upload`,
 `log_upload`); notifications go through the persisted lane, so a restart loses none. A job
-that died or whose report was lost is ended from its row (transfer_jobs.TransferWatcher).
+that died or whose report was lost is ended from its row (transfer_jobs.TransferWatcher). A
+job that cannot even be started (the database refuses its row) ends the request at once:
+UploadFailed / UploadFailure, so the CSMS is not left waiting for a status that never comes.
 TriggerMessage: Uploading while an upload is in progress, otherwise Idle (Idle is only ever
 sent when triggered).
 """
@@ -186,6 +188,8 @@ class Diagnostics:
             except DatabaseError as error:
                 log.error("%s: the upload of %s could not be started: %s", planned.slot,
                           planned.request.file_name, error)
+                await self._tell(planned.slot, upload, TransferStatus.UPLOAD_FAILED,
+                                 TransferFailure.TRANSFER_FAILED, f"the job could not be started: {error}")
                 return
             self._uploads[planned.slot] = replace(upload, job_id=job_id)
         log.info("%s: job #%s uploads %s", planned.slot, job_id, planned.request.file_name)
@@ -219,9 +223,12 @@ class Diagnostics:
                 if upload.done:
                     continue
                 status = await job_status(upload.job_id)
+                ended = status is None or status == JobRecord.Status.FINISHED or status in ENDED_BADLY
+                if not ended or not self._watcher.ended_for_sure(upload.job_id):
+                    continue
                 if status == JobRecord.Status.FINISHED:
                     await self._tell(slot, upload, TransferStatus.UPLOADED, None, "the job finished")
-                elif status is None or status in ENDED_BADLY:
+                else:
                     why = f"the job ended {status or 'without a row'}"
                     failed = TransferStatus.UPLOAD_FAILED
                     await self._tell(slot, upload, failed, TransferFailure.TRANSFER_FAILED, why)

@@ -25,10 +25,14 @@ cancelled): AcceptedCanceled for a signed one.
 UpdateFirmware: once a ManufacturerRootCertificate is installed the station does signed
 updates only and answers CALLERROR NotSupported (L01.FR.20), so unsigned firmware can never go
 around the signature check; a station without one takes it.
-TriggerMessage(FirmwareStatusNotification): the status of the update in progress, Idle when
-none (Idle is only ever sent when triggered). ExtendedTriggerMessage: a
-SignedFirmwareStatusNotification with the last status and its requestId, Idle after Installed
-or when there was none (L01).
+TriggerMessage(FirmwareStatusNotification): the last OCPP 1.6 status of the update in progress
+(`plain_status`: a step 1.6 has no status for leaves it as it was, the update is still in
+progress), Idle when none (Idle is only ever sent when triggered).
+ExtendedTriggerMessage: a SignedFirmwareStatusNotification with the last status and its
+requestId, Idle after Installed or when there was none (L01).
+A job that cannot be started (the database refuses its row even after its lock timeout) is
+reported DownloadFailed at once rather than tried again every second: a fault that outlasts
+the timeout is not passing, and the CSMS, told, can send the request again.
 """
 
 from __future__ import annotations
@@ -101,8 +105,9 @@ class FirmwareUpdate:
     signed: bool
     request_id: int | None = None  # SignedUpdateFirmware's requestId
     job_id: int | None = None  # set once handed to the job
-    status: str | None = None  # the last status the CSMS was told
+    status: str | None = None  # the last step, as the request's kind says it (sent or not)
     done: bool = False
+    plain_status: str | None = None  # the last step that has an OCPP 1.6 status, as that status
 
     @property
     def retrieve_at(self) -> datetime:
@@ -189,11 +194,11 @@ class FirmwareUpdates:
             await work()
 
     def triggered_status(self) -> FirmwareStatus:
-        """TriggerMessage(FirmwareStatusNotification): 1.6 statuses of an update in progress."""
+        """TriggerMessage(FirmwareStatusNotification): the last 1.6 status of an update in progress."""
         update = self._update
-        if update is None or update.done or update.status not in PLAIN_STATUSES:
+        if update is None or update.done or update.plain_status is None:
             return FirmwareStatus.idle
-        return FirmwareStatus(update.status)
+        return FirmwareStatus(update.plain_status)
 
     def triggered_signed_status(self) -> tuple[FirmwareStatus, int | None]:
         """ExtendedTriggerMessage(FirmwareStatusNotification): the last status and its requestId."""
@@ -228,6 +233,7 @@ class FirmwareUpdates:
                                      lambda job_id: asdict(replace(update, job_id=job_id)))
         except DatabaseError as error:
             log.error("firmware request could not be handed to the jobs service: %s", error)
+            await self._tell(update, TransferStatus.DOWNLOAD_FAILED, f"the job could not be started: {error}")
             return
         self._update = replace(update, job_id=job_id)
         log.info("firmware request handed to job #%s", job_id)
@@ -246,9 +252,12 @@ class FirmwareUpdates:
             if update is None or update.done or update.job_id is None:
                 return
             status = await job_status(update.job_id)
+            ended = status is None or status == JobRecord.Status.FINISHED or status in ENDED_BADLY
+            if not ended or not self._watcher.ended_for_sure(update.job_id):
+                return
             if status == JobRecord.Status.FINISHED:  # the job ends finished only once installed
                 await self._tell(update, TransferStatus.INSTALLED, "the job finished")
-            elif status is None or status in ENDED_BADLY:
+            else:
                 lost = TransferStatus.DOWNLOAD_FAILED if update.status in BEFORE_DOWNLOAD \
                     else TransferStatus.INSTALLATION_FAILED
                 await self._tell(update, lost, f"the job ended {status or 'without a row'}")
@@ -264,7 +273,9 @@ class FirmwareUpdates:
             await self._notices.queue_persisted(Action.firmware_status_notification, {"status": wire})
         else:
             log.info("firmware step %s has no OCPP 1.6 status; not sent", wire)
-        await self._record(replace(update, status=wire, done=wire in FINAL))
+        plain = AS_PLAIN.get(step, step)
+        await self._record(replace(update, status=wire, done=wire in FINAL,
+                                   plain_status=plain if plain in PLAIN_STATUSES else update.plain_status))
         log.info("firmware request: %s%s", step, f" ({detail})" if detail else "")
         if step in SECURITY_EVENTS:
             await self._security.event(SECURITY_EVENTS[step], detail[:255])

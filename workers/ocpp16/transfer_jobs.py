@@ -7,7 +7,12 @@
 - `TransferWatcher`: the steps jobs publish on contract.FILE_TRANSFERS, read with a consumer
   group of the feature's own (an entry is acknowledged once handled, so none is lost while
   ocpp16 is down), and every `CHECK_S` the feature's look at the job rows it waits for: a
-  job whose process died, or whose report was lost with Redis, still ends its request.
+  job whose process died, or whose report was lost with Redis, still ends its request. A job
+  publishes its last step before it ends its row, so the rows are looked at only once the
+  stream is drained (a read found nothing new), and a row counts as ended only when it was
+  already seen ended at the check before (`ended_for_sure`): otherwise a row read just before
+  its job's last step would end the request from the row (DownloadFailed, UploadFailure) and
+  lose what the job said (InvalidSignature and its security event, PermissionDenied...).
 - `attempts_and_interval`: the requests' `retries` / `retryInterval` as the job's attempts
   and wait (absent: the charge point decides, as the requests allow).
 """
@@ -76,8 +81,9 @@ async def cancel_job(job_id: int, reason: str) -> None:
 
 class TransferWatcher:
     """Feeds a feature the steps of its jobs (`on_progress`) and, every `check_s` (about: the
-    stream is read in 1 s slices), a chance to look at their rows (`on_check`). Runs as long as
-    the service does."""
+    stream is read in 1 s slices) once every step published so far was handled, a chance to
+    look at their rows (`on_check`); the first check waits for the backlog left while ocpp16
+    was down. Runs as long as the service does."""
 
     def __init__(self, bus: Bus, group: str, on_progress: Callable[[FileTransferProgress], Awaitable[None]],
                  on_check: Callable[[], Awaitable[None]], *, check_s: float = CHECK_S) -> None:
@@ -86,14 +92,27 @@ class TransferWatcher:
         self._on_progress = on_progress
         self._on_check = on_check
         self._check_s = check_s
+        self._seen_ended: set[int] = set()  # job rows seen ended at the last check
+        self._ended_now: set[int] = set()  # ... and at this one
 
     async def run(self) -> None:
-        await self._on_check()
-        checked_at = time.monotonic()
+        checked_at: float | None = None  # None: the backlog is still being read
         async for delivery in self._bus.consume(contract.FILE_TRANSFERS, self._group, CONSUMER):
             if delivery is not None:
                 await self._on_progress(delivery.message)
                 await delivery.ack()
-            if time.monotonic() - checked_at >= self._check_s:
-                await self._on_check()
+            elif checked_at is None or time.monotonic() - checked_at >= self._check_s:
+                await self._check()
                 checked_at = time.monotonic()
+
+    async def _check(self) -> None:
+        self._ended_now = set()
+        await self._on_check()
+        self._seen_ended = self._ended_now
+
+    def ended_for_sure(self, job_id: int) -> bool:
+        """For `on_check`, about a row it found ended (or gone): True when it was so at the
+        check before as well. A drained read came in between, so every step the job published
+        before ending its row has reached `on_progress`; False the first time."""
+        self._ended_now.add(job_id)
+        return job_id in self._seen_ended

@@ -24,6 +24,7 @@ from webapp.station.bus_state import read_key, station_config
 from webapp.station.models import FirmwareUpdate
 from workers.fota.bundle import MANIFEST_NAME
 from workers.fota.trust import installed_version
+from workers.fota.versions import PackageVersion
 from workers.jobs.upload import UploadError, parse_location
 
 MAX_UPDATES = 20  # newest rows shown; the admin's FirmwareUpdate list has them all
@@ -105,12 +106,19 @@ def _install_file(path: Path) -> InstallFile:
 
 def installed_bundles() -> list[str]:
     """The controller-firmware bundle versions installed: folders of STATION_FIRMWARE_DIR with a
-    manifest, newest name first."""
+    manifest, newest version first (compared as numbers: 10.0.0 before 9.0.0), then the folders
+    whose name is not a version, by name, so none is hidden."""
     root = settings.STATION_ENV.firmware_dir
     if not root.is_dir():
         return []
-    return sorted((folder.name for folder in root.iterdir() if (folder / MANIFEST_NAME).is_file()),
-                  reverse=True)
+    names = [folder.name for folder in root.iterdir() if (folder / MANIFEST_NAME).is_file()]
+    versions, others = [], []
+    for name in names:
+        try:
+            versions.append((PackageVersion.parse(name), name))
+        except ValueError:
+            others.append(name)
+    return [name for _, name in sorted(versions, reverse=True)] + sorted(others)
 
 
 def bundle_folder(version: str) -> Path:
