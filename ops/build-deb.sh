@@ -4,6 +4,9 @@
 #                        /opt/station/app, systemd units (ops/systemd) under /lib/systemd/system
 #   web-configurator     hmi_static/ and webapp/*/templates/ under /opt/station/app: the screens
 #                        only, so they can be updated without the control code (no shared files)
+#   Both also hold /opt/station/app/VERSION.<kind> (the deb version, one line): the running
+#   station's FOTA replay check reads it (workers/fota/trust.py), so an old package is refused
+#   even when the database has no history of updates (a station activated with this version).
 #   controller-firmware  the manifest's firmware files and manifest.json under
 #                        /opt/station/firmware/<version>/ (checked by workers/fota/bundle.py)
 # Control files come from ops/packaging/<kind>.control (@VERSION@, @MAINTAINER@,
@@ -77,11 +80,20 @@ copy_from_repo() {
     tar -C "$REPO" "${CLUTTER[@]}" -cf - "$@" | tar -C "$dest" -xf - || fail "cannot copy $* from $REPO"
 }
 
+# write_version_file STAGE: /opt/station/app/VERSION.<kind> holding the deb version; each kind
+# has its own name, so the software and web-configurator debs still own no common file.
+write_version_file() {
+    local stage="$1"
+    mkdir -p "$stage/$APP_PREFIX"
+    printf '%s\n' "$VERSION" >"$stage/$APP_PREFIX/VERSION.$KIND"
+}
+
 stage_software() {
     local stage="$1"
     copy_from_repo "$stage/$APP_PREFIX" --exclude='webapp/*/templates' --exclude=ops/packaging \
         --exclude=ops/build-deb.sh --exclude=ops/test.sh \
         bus workers webapp ops manage.py requirements.txt
+    write_version_file "$stage"
     mkdir -p "$stage/$UNIT_PREFIX"
     cp "$REPO"/ops/systemd/*.service "$stage/$UNIT_PREFIX/"
 }
@@ -90,6 +102,7 @@ stage_web_configurator() {
     local stage="$1" templates=()
     mapfile -t templates < <(cd "$REPO" && find webapp -type d -name templates -not -path '*/templates/*' | sort)
     copy_from_repo "$stage/$APP_PREFIX" hmi_static "${templates[@]}"
+    write_version_file "$stage"
 }
 
 stage_controller_firmware() {

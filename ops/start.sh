@@ -11,6 +11,7 @@
 #                         `$DPKG -s PACKAGE` and `$DPKG --purge PACKAGE...` (same flags each time)
 #   STATION_DATA_DIR      data folder (default: <repo>/var); packages live under packages/
 #   START_CRASH_DELAY_S   default 2;  START_CONFIG_DELAY_S  default 60
+#   START_PROBATION_S     default 120; START_PROBATION_CRASHES default 3 (probation, below)
 #
 # Packages: packages/staged/<kind>/*.deb -> installed/<kind>/ (or failed/<kind>/), status in
 # packages/status/<kind>.json ({kind, stage, result, time, message, packages}), every step also
@@ -22,6 +23,12 @@
 # An install cut short (power cut, SIGKILL: its status still says `running`) is finished at
 # startup, before chargepoint runs: staged packages are installed again (dpkg -i is idempotent);
 # if none are left staged, the record is closed from where they were moved to.
+# Probation: dpkg succeeding does not mean the new version runs. After an install the notes of the
+# version before move to <kind>.probation; if chargepoint then exits with anything but 0 or an
+# update code START_PROBATION_CRASHES times without once running START_PROBATION_S seconds, the
+# kind is rolled back as above, the new debs go to failed/<kind>/ and the status says
+# {stage: probation, result: failed}. A run of START_PROBATION_S ends it (status stays ok). The file
+# keeps the crashes counted so far (`# crashes: <exit codes>`), so a power cut does not reset them.
 # SIGTERM/SIGINT are passed to chargepoint (which stops every service); then this exits 0.
 set -uo pipefail
 shopt -s nullglob
@@ -34,6 +41,13 @@ DATA_DIR="${STATION_DATA_DIR:-$REPO/var}"
 PACKAGES="$DATA_DIR/packages"
 CRASH_DELAY="${START_CRASH_DELAY_S:-2}"
 CONFIG_DELAY="${START_CONFIG_DELAY_S:-60}"
+PROBATION_S="${START_PROBATION_S:-120}"
+PROBATION_CRASHES="${START_PROBATION_CRASHES:-3}"
+if [[ ! "$PROBATION_S" =~ ^[0-9]+(\.[0-9]+)?$ || ! "$PROBATION_CRASHES" =~ ^[1-9][0-9]*$ ]]; then
+    echo "start.sh: START_PROBATION_S must be seconds (0: no probation) and START_PROBATION_CRASHES" \
+        "a count of 1 or more (got '$PROBATION_S' and '$PROBATION_CRASHES')" >&2
+    exit 1
+fi
 read -r -a CMD <<< "${CHARGEPOINT_CMD:-$PY manage.py chargepoint}"
 CMD+=("$@")
 read -r -a DPKG_CMD <<< "${DPKG:-dpkg}"
@@ -117,11 +131,12 @@ note_previous() {
     done >"$previous.tmp" && mv -f "$previous.tmp" "$previous"
 }
 
-# roll_back KIND: after a failed dpkg -i, put back what note_previous saw: reinstall the previous
-# version's kept deb, purge what was not installed before. Sets ROLLBACK_MESSAGE (for the status)
-# and ROLLED_BACK_TO ("<package>=<version>" lines); dpkg's output goes on into the kind's dpkg log.
+# roll_back KIND NOTES_FILE: after a failed dpkg -i (NOTES: <kind>.previous) or a failed probation
+# (<kind>.probation), put back what note_previous saw: reinstall the previous version's kept deb,
+# purge what was not installed before. Sets ROLLBACK_MESSAGE (for the status) and ROLLED_BACK_TO
+# ("<package>=<version>" lines); dpkg's output goes on into the kind's dpkg log.
 roll_back() {
-    local kind="$1" output="$PACKAGES/status/$1.dpkg.log" package state version kept now part
+    local kind="$1" notes_file="$2" output="$PACKAGES/status/$1.dpkg.log" package state version kept now part
     local reinstall=() restored=() remove=() notes=()
     while IFS=$'\t' read -r package state version kept; do
         now="$(package_state "$package")"
@@ -138,7 +153,7 @@ roll_back() {
         elif [[ "$now" != "$state"$'\t'"$version" ]]; then
             notes+=("no previous package to roll back to ($package was '$state' before)")
         fi
-    done <"$PACKAGES/status/$kind.previous"
+    done < <(grep -v '^#' "$notes_file")
     if ((${#reinstall[@]})); then
         echo "start.sh: rolling back: dpkg -i ${reinstall[*]}" >>"$output"
         if ! "${DPKG_CMD[@]}" -i "${reinstall[@]}" >>"$output" 2>&1; then
@@ -170,6 +185,7 @@ roll_back() {
 install() {
     local kind="$1" staged="$PACKAGES/staged/$1" debs=() names=() deb
     local previous="$PACKAGES/status/$1.previous"
+    rm -f "$PACKAGES/status/$kind.probation"  # a new install of the kind ends the last one's probation
     debs=("$staged"/*.deb)
     if ((${#debs[@]} == 0)); then
         log "update '$kind' requested but nothing is staged in $staged"
@@ -186,15 +202,15 @@ install() {
     if ((code == 0)); then
         mkdir -p "$PACKAGES/installed/$kind"
         mv -f "${debs[@]}" "$PACKAGES/installed/$kind/"
+        begin_probation "$kind"
         write_status "$kind" install ok "installed ${#debs[@]} package(s)" "${names[@]}"
-        rm -f "$previous"
         log "installed ${names[*]} ($kind)"
         return 0
     fi
     local failure
     failure="dpkg exited $code: $(tail -n 5 "$output" | tr '\n' ' ')"
     log "installing $kind failed (dpkg exited $code); rolling back"
-    roll_back "$kind"
+    roll_back "$kind" "$previous"
     mkdir -p "$PACKAGES/failed/$kind"
     mv -f "${debs[@]}" "$PACKAGES/failed/$kind/"
     ROLLED_BACK_TO="$ROLLED_BACK_TO" write_status "$kind" install failed "install failed: $failure$ROLLBACK_MESSAGE" \
@@ -232,21 +248,116 @@ finish_interrupted_installs() {
                 continue 2
             fi
         done
+        begin_probation "$kind"
         write_status "$kind" install ok "installed $((${#record[@]} - 1)) package(s) (confirmed after a restart)" \
             "${record[@]:1}"
-        rm -f "$PACKAGES/status/$kind.previous"
+    done
+}
+
+# begin_probation KIND: after a successful install, the notes of the version before become
+# <kind>.probation (no crashes yet), for a rollback should the new version not run.
+begin_probation() {
+    local previous="$PACKAGES/status/$1.previous" probation="$PACKAGES/status/$1.probation"
+    if [[ -f "$previous" && "$PROBATION_S" =~ [1-9] ]]; then
+        { echo "# crashes:"; cat "$previous"; } >"$probation.tmp" && mv -f "$probation.tmp" "$probation"
+    fi
+    rm -f "$previous"
+}
+
+# probation_crashes FILE: the exit codes counted so far in a probation file, space separated.
+probation_crashes() {
+    local header
+    read -r header <"$1"
+    echo "${header#\# crashes:}"
+}
+
+# end_probations: chargepoint has run START_PROBATION_S seconds in one go: every new version stays.
+end_probations() {
+    local probation
+    for probation in "$PACKAGES/status"/*.probation; do
+        log "$(basename "$probation" .probation): chargepoint ran ${PROBATION_S} s after the install; it stays"
+        rm -f "$probation"
+    done
+}
+
+# count_crash CODE: a crash or configuration error during probation counts for every kind on
+# probation; a kind with START_PROBATION_CRASHES of them is rolled back. Returns 0 if one was.
+count_crash() {
+    local probation codes=() rolled=1
+    for probation in "$PACKAGES/status"/*.probation; do
+        read -r -a codes <<<"$(probation_crashes "$probation")"
+        codes+=("$1")
+        { echo "# crashes: ${codes[*]}"; grep -v '^#' "$probation"; } >"$probation.tmp" &&
+            mv -f "$probation.tmp" "$probation"
+        if ((${#codes[@]} >= PROBATION_CRASHES)); then
+            fail_probation "$(basename "$probation" .probation)"
+            rolled=0
+        fi
+    done
+    return "$rolled"
+}
+
+# fail_probation KIND: the new version crashed too often: roll back to the one before (as after a
+# failed dpkg -i), move the new debs to failed/ and write the status; the FOTA job reports that.
+fail_probation() {
+    local kind="$1" probation="$PACKAGES/status/$1.probation" codes=() record=() name message
+    read -r -a codes <<<"$(probation_crashes "$probation")"
+    mapfile -t record < <(status_of "$kind")
+    log "$kind: chargepoint exited ${codes[*]} after the install, each time within ${PROBATION_S} s; rolling back"
+    roll_back "$kind" "$probation"
+    for name in "${record[@]:1}"; do
+        # not a deb the rollback just reinstalled (the same file name: the same version)
+        if [[ -f "$PACKAGES/installed/$kind/$name" ]] &&
+            ! grep -qF -- $'\t'"$PACKAGES/installed/$kind/$name" "$probation"; then
+            mkdir -p "$PACKAGES/failed/$kind"
+            mv -f "$PACKAGES/installed/$kind/$name" "$PACKAGES/failed/$kind/"
+        fi
+    done
+    message="chargepoint crashed ${#codes[@]} times after the install"
+    message+=" (exit codes ${codes[*]}, each within ${PROBATION_S} s of starting)$ROLLBACK_MESSAGE"
+    ROLLED_BACK_TO="$ROLLED_BACK_TO" write_status "$kind" probation failed "$message" "${record[@]:1}"
+    rm -f "$probation"
+    log "probation failed$ROLLBACK_MESSAGE; starting chargepoint again"
+}
+
+# finish_failed_probations: a rollback cut short (its probation file already counts enough crashes).
+finish_failed_probations() {
+    local probation codes=()
+    for probation in "$PACKAGES/status"/*.probation; do
+        read -r -a codes <<<"$(probation_crashes "$probation")"
+        if ((${#codes[@]} >= PROBATION_CRASHES)); then fail_probation "$(basename "$probation" .probation)"; fi
     done
 }
 
 finish_interrupted_installs
+finish_failed_probations
 while ((!stopping)); do
     "${CMD[@]}" &
     child=$!
     if ((stopping)); then kill -TERM "$child" 2>/dev/null; fi  # a signal before $child was set
-    while kill -0 "$child" 2>/dev/null; do wait "$child"; done
+    timer=""
+    if compgen -G "$PACKAGES/status/*.probation" >/dev/null; then
+        sleep "$PROBATION_S" &
+        timer=$!
+    fi
+    while kill -0 "$child" 2>/dev/null; do
+        if [[ -z "$timer" ]]; then
+            wait "$child"
+            continue
+        fi
+        wait -n -p finished "$child" "$timer"
+        if [[ "${finished:-}" == "$timer" ]]; then  # still running after START_PROBATION_S
+            timer=""
+            end_probations
+        fi
+    done
     wait "$child"
     code=$?
     child=""
+    if [[ -n "$timer" ]]; then
+        kill "$timer" 2>/dev/null
+        wait "$timer" 2>/dev/null
+    fi
     if ((stopping)); then
         log "stopped (chargepoint exited $code)"
         exit 0
@@ -260,6 +371,9 @@ while ((!stopping)); do
         "$EXIT_STOP")
             log "chargepoint stopped"
             exit 0 ;;
+    esac
+    if [[ -n "$timer" ]] && count_crash "$code"; then continue; fi  # rolled back: start it at once
+    case "$code" in
         "$EXIT_CONFIG_ERROR")
             log "configuration error; retrying in ${CONFIG_DELAY} s"
             pause "$CONFIG_DELAY" ;;

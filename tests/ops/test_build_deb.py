@@ -130,6 +130,20 @@ def test_web_configurator_holds_the_screens_and_no_file_of_the_software(
     assert regular.isdisjoint(listing(software)), "dpkg refuses two packages owning one file"
 
 
+@pytest.mark.parametrize("kind", ["software", "web-configurator"])
+def test_the_app_debs_say_their_version_beside_the_code(software: Path, web_configurator: Path,
+                                                        tmp_path: Path, kind: str) -> None:
+    """workers/fota/trust.py reads /opt/station/app/VERSION.<kind> as the installed version: the
+    replay check of a station that never had an update over the air."""
+    deb = {"software": software, "web-configurator": web_configurator}[kind]
+    version_file = f"{APP}VERSION.{kind}"
+    others = [path for path in listing(deb) if "/VERSION." in path]
+
+    assert others == [version_file]
+    assert listing(deb)[version_file].startswith("-rw-r--r-- root/root")
+    assert (extracted(deb, tmp_path) / version_file).read_text(encoding="utf-8") == "1.4.0\n"
+
+
 def test_controller_firmware_holds_the_listed_files_and_the_manifest(tmp_path: Path) -> None:
     files, manifest = firmware_input(tmp_path)
 
@@ -152,9 +166,11 @@ def test_building_twice_gives_the_same_bytes(tmp_path: Path) -> None:
     debs.append(built("controller-firmware", "--version", "2.1.0", "--out", tmp_path / "three",
                       "--firmware-dir", files, "--manifest", manifest))
     webs = [built("web-configurator", "--version", "1.0", "--out", tmp_path / name) for name in ("w1", "w2")]
+    apps = [built("software", "--version", "1.0", "--out", tmp_path / name) for name in ("s1", "s2")]
 
     assert debs[0].read_bytes() == debs[1].read_bytes() == debs[2].read_bytes()
     assert webs[0].read_bytes() == webs[1].read_bytes()
+    assert apps[0].read_bytes() == apps[1].read_bytes()  # the version files too
 
 
 @pytest.mark.parametrize(("damage", "complaint"), [

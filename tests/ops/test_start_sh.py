@@ -17,12 +17,14 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from tests.support.debs import DpkgRoot, SudoRuleDpkg, build_deb, path_with_sbin, sudoers_commands
 from tests.support.waiting import wait_until
+from workers.fota.install_status import InstallResult, read_install_status
 
 REPO = Path(__file__).resolve().parents[2]
 START = REPO / "ops" / "start.sh"
@@ -30,7 +32,7 @@ KIND = "controller-firmware"
 FIRMWARE_IMAGE = b"\x7fstation_dc firmware" * 64
 
 # Each start: pops the next queued action (an exit code, or `wait` for SIGTERM; nothing left -> 0),
-# records it with its arguments and every status file's result at that moment.
+# records it with its arguments, every status file's result and the kinds on probation at that moment.
 STAND_IN = """\
 import json, signal, sys, time
 from pathlib import Path
@@ -46,8 +48,9 @@ def result(path):
         return "unreadable"
 results = {path.stem: result(path) for path in sorted((packages / "status").glob("*.json"))}
 with open(folder / "starts", "a") as starts:
-    starts.write(json.dumps({"time": time.time(), "action": action, "args": sys.argv[3:],
-                             "status": results}) + "\\n")
+    starts.write(json.dumps({"time": time.time(), "action": action, "args": sys.argv[3:], "status": results,
+                             "probation": sorted(p.stem for p in (packages / "status").glob("*.probation"))})
+                 + "\\n")
 if action == "wait":
     def stop(signum, frame):
         (folder / "terminated").write_text(str(signum))
@@ -137,6 +140,10 @@ class Station:
 
     def listed(self, where: str) -> list[str]:
         return sorted(path.name for path in (self.packages / where / KIND).glob("*.deb"))
+
+    @property
+    def probation(self) -> Path:
+        return self.packages / "status" / f"{KIND}.probation"
 
 
 @pytest.fixture
@@ -488,6 +495,136 @@ def test_a_finished_or_unreadable_status_is_left_alone_at_startup(station: Stati
     assert (folder / f"{KIND}.json").read_text(encoding="utf-8") == "{not json"
     assert not (folder / f"{KIND}.log").exists()
     assert station.starts()[0]["status"] == {KIND: "unreadable", "software": "ok"}
+
+
+def installed_v1_and_staged_v2(station: Station, tmp_path: Path) -> tuple[Path, Path]:
+    """1.0 installed through start.sh (its deb kept in installed/), then 2.0 staged: a deb that
+    installs fine; whether its chargepoint runs is up to the stand-in's queue."""
+    good = tiny(tmp_path / "v1", "1.0")
+    station.stage(good)
+    assert station.run(12).returncode == 0
+    return good, station.stage(tiny(tmp_path / "v2", "2.0"))
+
+
+def test_a_new_version_that_crash_loops_is_rolled_back_after_its_probation(
+        station: Station, tmp_path: Path) -> None:
+    good, new = installed_v1_and_staged_v2(station, tmp_path)
+    asked_at = datetime.now(UTC)
+
+    result = station.run(12, 1, 2, 1, 0, "never")  # crash, configuration error, crash: the third rolls back
+
+    assert result.returncode == 0, result.stderr
+    status = station.status()
+    assert (status["stage"], status["result"], status["packages"]) == ("probation", "failed", [new.name])
+    assert status["message"] == ("chargepoint crashed 3 times after the install (exit codes 1 2 1, each"
+                                 " within 120 s of starting); rolled back to station-test 1.0")
+    assert status["rolled_back_to"] == {"station-test": "1.0"}
+    assert station.status_history()[-3:] == [
+        ("install", "running"), ("install", "ok"), ("probation", "failed")]
+    fields = station.dpkg.status("station-test")
+    assert (fields["Status"], fields["Version"]) == ("install ok installed", "1.0")
+    assert installed_version(station) == "1.0"
+    assert (station.listed("installed"), station.listed("failed")) == ([good.name], [new.name])
+    assert not station.probation.exists()
+    assert [(start["action"], start["probation"]) for start in station.starts()[2:]] == [
+        ("12", [KIND]), ("1", [KIND]), ("2", [KIND]), ("1", [KIND]), ("0", [])]  # 1.0 was on probation too
+    assert station.starts()[-1]["status"] == {KIND: "failed"}  # chargepoint (1.0) started again
+    # what the resumed FOTA job then reads: InstallationFailed, with why
+    read = read_install_status(station.packages / "status" / f"{KIND}.json", since=asked_at)
+    assert (read.result, read.message) == (InstallResult.FAILED, status["message"])
+
+
+def test_a_first_install_that_crash_loops_is_purged(station: Station, tmp_path: Path) -> None:
+    new = station.stage(tiny(tmp_path / "v1", "1.0"))
+
+    result = station.run(12, 1, 1, 0, START_PROBATION_CRASHES="2")
+
+    assert result.returncode == 0, result.stderr
+    assert station.status()["message"].endswith(
+        "crashed 2 times after the install (exit codes 1 1, each within 120 s of starting)"
+        "; removed station-test: nothing was installed before")
+    assert "rolled_back_to" not in station.status()
+    assert station.dpkg.status("station-test") == {}
+    assert station.listed("failed") == [new.name]
+
+
+def test_crashes_before_the_install_do_not_count(station: Station, tmp_path: Path) -> None:
+    installed_v1_and_staged_v2(station, tmp_path)
+
+    result = station.run(1, 1, 12, 1, 1, 0)
+
+    assert result.returncode == 0, result.stderr
+    assert (station.status()["stage"], station.status()["result"]) == ("install", "ok")
+    assert station.dpkg.status("station-test")["Version"] == "2.0"
+    assert station.probation.read_text(encoding="utf-8").splitlines()[0] == "# crashes: 1 1"
+
+
+def test_a_run_of_start_probation_s_ends_the_probation_while_it_runs(
+        station: Station, tmp_path: Path) -> None:
+    _, new = installed_v1_and_staged_v2(station, tmp_path)
+    process = station.start(12, "wait", START_PROBATION_S="1")
+    wait_until(lambda: (station.folder / "running").exists(), what="the new version running")
+    assert station.starts()[-1]["probation"] == [KIND]
+    wait_until(lambda: not station.probation.exists(), what="the probation over")
+    os.killpg(process.pid, signal.SIGKILL)  # a power cut later: the probation stays over
+    process.wait(timeout=10)
+
+    result = station.run(1, 1, 1, 0)
+
+    assert result.returncode == 0, result.stderr
+    assert (station.status()["stage"], station.status()["result"]) == ("install", "ok")
+    assert station.dpkg.status("station-test")["Version"] == "2.0"
+    assert station.listed("installed") == sorted([new.name, "station-test_1.0_all.deb"])
+    assert [start["probation"] for start in station.starts()[-4:]] == [[], [], [], []]
+
+
+def test_the_probation_survives_a_power_cut(station: Station, tmp_path: Path) -> None:
+    installed_v1_and_staged_v2(station, tmp_path)
+    process = station.start(12, 1, "wait", START_PROBATION_S="30")
+    wait_until(lambda: (station.folder / "running").exists(), what="the new version running")
+    os.killpg(process.pid, signal.SIGKILL)  # start.sh, its timer and chargepoint
+    process.wait(timeout=10)
+    assert station.probation.read_text(encoding="utf-8").splitlines()[0] == "# crashes: 1"
+
+    result = station.run(1, 2, 0, START_PROBATION_S="30")
+
+    assert result.returncode == 0, result.stderr
+    assert station.status()["message"].startswith(
+        "chargepoint crashed 3 times after the install (exit codes 1 1 2,")
+    assert station.dpkg.status("station-test")["Version"] == "1.0"
+    assert [start["action"] for start in station.starts()[-3:]] == ["1", "2", "0"]
+
+
+def test_a_rollback_cut_short_is_finished_before_chargepoint_starts(station: Station, tmp_path: Path) -> None:
+    # the crashes are counted, then the power goes before the rollback: here, the limit is lowered instead
+    installed_v1_and_staged_v2(station, tmp_path)
+    assert station.run(12, 1, 1, 0, START_PROBATION_CRASHES="5").returncode == 0
+
+    result = station.run(0, START_PROBATION_CRASHES="2")
+
+    assert result.returncode == 0, result.stderr
+    assert station.dpkg.status("station-test")["Version"] == "1.0"
+    assert station.starts()[-1]["status"] == {KIND: "failed"}
+    assert station.starts()[-1]["probation"] == []
+
+
+@pytest.mark.parametrize("setting", [{"START_PROBATION_CRASHES": "0"}, {"START_PROBATION_S": "soon"}])
+def test_a_bad_probation_setting_is_refused(station: Station, setting: dict[str, str]) -> None:
+    result = station.run(0, **setting)
+
+    assert result.returncode == 1
+    assert "START_PROBATION_S must be seconds (0: no probation) and START_PROBATION_CRASHES" in result.stderr
+    assert station.starts() == []
+
+
+def test_start_probation_s_0_switches_the_probation_off(station: Station, tmp_path: Path) -> None:
+    installed_v1_and_staged_v2(station, tmp_path)
+
+    result = station.run(12, 1, 1, 1, 1, 0, START_PROBATION_S="0")
+
+    assert result.returncode == 0, result.stderr
+    assert station.dpkg.status("station-test")["Version"] == "2.0"
+    assert not station.probation.exists()
 
 
 def test_start_sh_passes_shellcheck() -> None:

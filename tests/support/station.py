@@ -339,6 +339,9 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
+PROBATION_S = "5"  # start.sh watches a new version this long before the FOTA job reports Installed
+
+
 def launch_via_start_sh(folder: Path, csms_url: str, *, charge_point_id: str = "TEST-0001",
                         timeout_s: float = START_TIMEOUT_S, **env: str) -> StartShStation:
     """Start `ops/start.sh --sim` (CHARGEPOINT_CMD: this venv's `manage.py chargepoint`) with
@@ -346,7 +349,7 @@ def launch_via_start_sh(folder: Path, csms_url: str, *, charge_point_id: str = "
     config_path, _ = write_station_toml(folder)
     environment = chargepoint_env(config_path, OCPP_CSMS_URL=csms_url, OCPP_CHARGE_POINT_ID=charge_point_id,
                                   CHARGEPOINT_CMD=f"{sys.executable} manage.py chargepoint",
-                                  START_CRASH_DELAY_S="0", **env)
+                                  START_CRASH_DELAY_S="0", **{"START_PROBATION_S": PROBATION_S, **env})
     services = [spec.name for spec in select(sim=True)]
     station = StartShStation([str(START_SH), "--sim"], environment, folder / "start-1.log", config_path,
                              services)

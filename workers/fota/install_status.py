@@ -4,7 +4,10 @@
 After the update restart the FOTA job reads it to report Installed or InstallationFailed. A
 file written before the job asked for the install is from an earlier update and says nothing
 about this one; a file still `running` means start.sh died mid-install (power cut): dpkg did
-not finish, so that is a failed install too, and the previous version is what runs.
+not finish, so that is a failed install too, and the previous version is what runs. An `ok`
+install is still pending while start.sh keeps the new version on probation (`<kind>.probation`:
+it rolls back a version that keeps crashing right after its start), so Installed is never
+reported for a version start.sh then takes back.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 
 CLOCK_SLACK = timedelta(seconds=2)  # start.sh's time has whole seconds
+PROBATION_SUFFIX = ".probation"  # <kind>.probation: start.sh's probation of a new version is running
 
 
 class InstallResult(StrEnum):
@@ -44,6 +48,8 @@ def read_install_status(path: Path, *, since: datetime) -> InstallStatus:
     if written.tzinfo is None or written + CLOCK_SLACK < since:
         return InstallStatus(InstallResult.PENDING)
     if result == "ok":
+        if path.with_suffix(PROBATION_SUFFIX).exists():  # start.sh still watches the new version run
+            return InstallStatus(InstallResult.PENDING)
         return InstallStatus(InstallResult.OK, message)
     if result == "running":
         return InstallStatus(InstallResult.FAILED, f"the install did not finish ({message})")

@@ -185,7 +185,7 @@ class UpdateJob:
             trust = load_trust(self.env)
             header = package.inspect(path)
             verified = package.verify(path, keys=trust.keys, roots=trust.roots,
-                                      installed_version=installed_version(header.kind))
+                                      installed_version=installed_version(header.kind, self.env))
             staged = self.store.staged(header.kind)
             shutil.rmtree(staged, ignore_errors=True)  # what an earlier, abandoned update left
             files = package.extract(verified, trust.keys, staged)
