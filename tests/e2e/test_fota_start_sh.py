@@ -59,7 +59,7 @@ PADDING_BYTES = 384 * 1024  # random, so the deb and the package are this big: a
 THROTTLED_BYTES_PER_S = 96 * 1024  # about 4 s for the whole package
 STAGE_TIMEOUT_S = 90.0  # a stage that spans a station restart
 WAITING_FOR_CONNECTOR_1 = "waiting to install: connector(s) 1 charging"  # the job's log lines
-HOLD_GRANTED = "smartw holds the station for the install"
+HOLD_GRANTED = "smartw holds the station to install"
 
 
 # ---- keys, debs and packages (made once) ---------------------------------------------------------
