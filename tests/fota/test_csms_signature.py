@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from tests.support.tls import CertificateAuthority, new_key, pem
-from workers.fota.csms_signature import READ_BYTES, verify_csms_signature
+from workers.fota.bundle import HASH_CHUNK_BYTES
+from workers.fota.csms_signature import verify_csms_signature
 from workers.fota.errors import PackageRefused, RefusalReason
 
 CONTENT = b"EVUP" + bytes(range(256)) * 40 + b"tail"
@@ -70,7 +71,7 @@ def test_an_rsa_signature_is_accepted_with_either_padding(
 def test_a_file_larger_than_one_read_is_hashed_whole(manufacturer: CertificateAuthority,
                                                       tmp_path: Path) -> None:
     key = new_key()
-    content = b"x" * READ_BYTES + b"the part after the first read"
+    content = b"x" * HASH_CHUNK_BYTES + b"the part after the first read"
     path = tmp_path / "big.pkg"
     path.write_bytes(content)
     certificate = pem(manufacturer.issue(key.public_key(), "Firmware Signer"))

@@ -13,27 +13,17 @@ from pathlib import Path
 import pytest
 
 from bus.enums import UpdateKind
-from tests.fota.test_update_job import Maker, _maker, make_package
+from tests.fota.test_update_job import Maker, make_package
 from webapp.env import REPO_ROOT, StationEnv
 from webapp.station.models import FirmwareUpdate
 from workers.fota import package
 from workers.fota.errors import PackageRefused, RefusalReason
-from workers.fota.keys import UpdateKey, new_update_key, write_update_key
+from workers.fota.keys import UpdateKey, write_update_key
 from workers.fota.trust import installed_version, load_trust
 from workers.fota.versions import PackageVersion
 
 pytestmark = pytest.mark.django_db
 SOFTWARE, FIRMWARE = UpdateKind.SOFTWARE, UpdateKind.CONTROLLER_FIRMWARE
-
-
-@pytest.fixture(scope="module")
-def maker() -> Maker:
-    return _maker()
-
-
-@pytest.fixture(scope="module")
-def update_key() -> UpdateKey:
-    return new_update_key()
 
 
 @pytest.fixture

@@ -67,16 +67,6 @@ def _maker(name: str = "Manufacturer Root") -> Maker:
     return Maker(root, key, [root.issue(key.public_key(), "Update Signer")])  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="module")
-def maker() -> Maker:
-    return _maker()
-
-
-@pytest.fixture(scope="module")
-def update_key() -> UpdateKey:
-    return new_update_key()
-
-
 @pytest.fixture
 def env(settings, tmp_path: Path, maker: Maker, update_key: UpdateKey, monkeypatch) -> StationEnv:
     """A provisioned station's data folder (update key, manufacturer root) and quick waits."""

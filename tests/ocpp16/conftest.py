@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +18,7 @@ import pytest
 
 from tests.support.database import sqlite_url
 from webapp.env import REPO_ROOT
+from workers.sim.csms import Csms, CsmsBehaviour
 
 CHARGE_POINT_ID = "TEST CP/1"  # a space and a slash: the URL must percent-encode it
 STOP_TIMEOUT_S = 15.0
@@ -122,3 +124,19 @@ async def start_ocpp16(redis_client, service_db: Path,
     if started:
         print(f"---- ocpp16 log ----\n{started[-1].log()[-20_000:]}")
     assert all(code == 0 for code in codes), f"ocpp16 did not stop cleanly: exit codes {codes}"
+
+
+@pytest.fixture
+async def tls_csms() -> AsyncIterator[Callable[..., Csms]]:
+    """`await tls_csms(context)`: a CSMS serving wss:// with that TLS context."""
+    started: list[Csms] = []
+
+    async def start(context: ssl.SSLContext) -> Csms:
+        server = Csms(port=0, behaviour=CsmsBehaviour(heartbeat_interval_s=60), ssl_context=context)
+        await server.start()
+        started.append(server)
+        return server
+
+    yield start  # type: ignore[misc]
+    for server in started:
+        await server.stop()

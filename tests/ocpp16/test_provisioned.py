@@ -6,8 +6,6 @@ database; the end-to-end case runs ocpp16 as a subprocess against a TLS CSMS."""
 from __future__ import annotations
 
 import logging
-import ssl
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,7 +34,6 @@ from workers.ocpp16.security.provisioned import (
     installed_by_csms,
     take_in_certificates,
 )
-from workers.sim.csms import Csms, CsmsBehaviour
 
 AUTHORIZATION_KEY = "0001020304050607FFFFFFFFFFFFFFFFFFFFFFFF"
 LOGGER = "workers.ocpp16.security.provisioned"
@@ -176,21 +173,6 @@ def test_a_provisioned_station_pair_is_checked(tmp_path: Path, caplog: pytest.Lo
 
 
 # ---- end to end: a freshly activated station connects with profile 2 --------------------------------
-
-@pytest.fixture
-async def tls_csms() -> AsyncIterator[Callable[..., Csms]]:
-    started: list[Csms] = []
-
-    async def start(context: ssl.SSLContext) -> Csms:
-        server = Csms(port=0, behaviour=CsmsBehaviour(heartbeat_interval_s=60), ssl_context=context)
-        await server.start()
-        started.append(server)
-        return server
-
-    yield start  # type: ignore[misc]
-    for server in started:
-        await server.stop()
-
 
 async def test_profile_2_connects_with_only_the_provisioned_ca(
         tls_csms, start_ocpp16, service_db: Path, tmp_path: Path) -> None:

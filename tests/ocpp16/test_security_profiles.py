@@ -9,7 +9,7 @@ import base64
 import hashlib
 import json
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -35,7 +35,7 @@ from workers.ocpp16.security.profiles import (
     password_bytes,
 )
 from workers.ocpp16.wsconnect import FailureKind, basic_authorization, classify, redact_frame
-from workers.sim.csms import Csms, CsmsBehaviour, ReceivedCall
+from workers.sim.csms import Csms, ReceivedCall
 
 T = TypeVar("T")
 OCTT_KEY_TEXT = b"OCA_OCTT_admin_test"  # TC_073 sends its hex
@@ -84,22 +84,6 @@ def accepted_handshakes(csms: Csms) -> list[str | None]:
 @pytest.fixture
 def ca() -> CertificateAuthority:
     return CertificateAuthority.create("Test CSMS Root")
-
-
-@pytest.fixture
-async def tls_csms(tmp_path: Path) -> AsyncIterator[Callable[..., Csms]]:
-    """`await tls_csms(context)`: a CSMS serving wss:// with that TLS context."""
-    started: list[Csms] = []
-
-    async def start(context: ssl.SSLContext) -> Csms:
-        server = Csms(port=0, behaviour=CsmsBehaviour(heartbeat_interval_s=60), ssl_context=context)
-        await server.start()
-        started.append(server)
-        return server
-
-    yield start  # type: ignore[misc]
-    for server in started:
-        await server.stop()
 
 
 # ---- rules, without a connection -----------------------------------------------------------------

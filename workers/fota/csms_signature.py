@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from pathlib import Path
 
 from cryptography import x509
@@ -25,9 +24,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
+from workers.fota.bundle import file_sha256
 from workers.fota.errors import PackageRefused, RefusalReason
 
-READ_BYTES = 1 << 20  # the file is hashed in pieces: packages may be far larger than memory allows
 MAX_SIGNATURE_CHARS = 4096  # an RSA-8192 signature is 1,368 base64 characters
 
 
@@ -74,11 +73,7 @@ def _leaf(pem: str) -> x509.Certificate:
 
 
 def _sha256(path: Path) -> bytes:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(READ_BYTES):
-            digest.update(chunk)
-    return digest.digest()
+    return bytes.fromhex(file_sha256(path))
 
 
 def _refused(detail: str) -> PackageRefused:
