@@ -407,3 +407,18 @@ def test_charge_controllers_drop_their_output_when_the_lease_runs_out(data: byte
 def delivered_a(controller: SimulatedController) -> float:
     view = controller.view()
     return (view.present.current_a or 0.0) if view is not None else 0.0
+
+
+def test_a_module_joins_a_charging_bus_at_the_voltage_its_controller_measures() -> None:
+    """Found by the long random sequences: two modules on connector 2 read their own 380 V
+    output while its controller measured the battery's 350 V; taking the higher as the bus
+    voltage let a third module close its link at 380 V onto a 350 V bus. The controller's
+    measurement of its own bus wins (power_control._bus_voltage)."""
+    connectors = [connector_entry(cid, Standard.CCS, max_power_kw=50.0) for cid in (1, 2)]
+    power_modules = {"channel": "/dev/null", "count": 4, "rated_kw": 15.0, "max_current_a": 50.0,
+                     "links": module_links({module: [1, 2] for module in range(1, 5)})}
+    config = station_config(connectors, station={"max_power_kw": 150}, power_modules=power_modules,
+                            allocation={"module_dwell_s": 0.0})
+    events = [("plug", 1, 0, 6), ("plug", 0, 0, 6), ("estop", 0, 0, 3), ("plug", 0, 0, 1),
+              ("estop", 0, 0, 3), ("plug", 81, 0, 6), ("plug", 0, 0, 1), ("stop", 0, 0, 6)]
+    run_scenario(StationSpec(config, contact_delay=False, has_meter=False), events)  # checks every step

@@ -251,9 +251,11 @@ class PowerControl:
             return 0.0
         cid = target.connector_id
         connector = connectors.get(cid)
-        volts = [0.0]
         if connector is not None and connector.session is not None and connector.controller is not None:
-            volts.append(connector.controller.present.voltage_v or 0.0)
+            measured = connector.controller.present.voltage_v
+            if measured:  # the controller measures the bus itself: the modules' readings may lag it
+                return measured
+        volts = [0.0]
         assert self.driver is not None
         for other in self.modules.values():
             reading = self.driver.reading(other.address)
